@@ -1,0 +1,62 @@
+"""What a correction needs to know about a model and how to correct it (typed, validated)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo must not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CorrectionConfig(Strict):
+    enabled: bool = True
+    min_flagged: int = Field(100, gt=0, description="labelled window rows needed to fine-tune")
+    epochs: int = Field(20, gt=0)
+    patience: int = Field(3, gt=0, description="early stopping on the held-out split")
+    learning_rate: float = Field(3e-3, gt=0)
+    batch_size: int = Field(128, gt=0)
+    early_stopping_fraction: float = Field(0.2, gt=0, lt=1)
+    replay_ratio: float = Field(1.0, ge=0, description="replayed reference rows per flagged row")
+    holdout_fraction: float = Field(0.3, gt=0, lt=1, description="recent rows kept for the gate")
+    reference_holdout_fraction: float = Field(0.3, gt=0, lt=1)
+    min_improvement: float = Field(0.01, ge=0, description="accuracy gain needed on recent data")
+    forgetting_tolerance: float = Field(
+        0.02, ge=0, description="accuracy loss allowed on reference"
+    )
+    shift_neighbours: int = Field(15, ge=3, description="k for the shifted-region test")
+    shift_disagreement: float = Field(0.5, gt=0, le=1, description="class-vote distance")
+    shift_min_share: float = Field(0.05, ge=0, le=1, description="below: covariate shift only")
+    parity_tolerance: float = Field(1e-4, gt=0)
+    seed: int = 0
+
+
+class ModelDefinition(Strict):
+    """A model as the correctors see it: how to build it, encode it and what truth it learnt."""
+
+    factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    factory_kwargs: dict[str, Any] = Field(default_factory=dict)
+    weights: Path | None = None
+    task: Literal["classification"] = "classification"
+    reference: Path
+    label_column: str = "label"
+    numeric_features: list[str] = Field(default_factory=list)
+    categorical_features: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_features(self):
+        if not self.numeric_features and not self.categorical_features:
+            raise ValueError("declare numeric_features and/or categorical_features")
+        overlap = set(self.numeric_features) & set(self.categorical_features)
+        if overlap:
+            raise ValueError(f"features both numeric and categorical: {sorted(overlap)}")
+        return self
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric_features, *self.categorical_features]

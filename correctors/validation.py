@@ -1,0 +1,120 @@
+"""The validation gate (no blessing, no push): the candidate must fix the present and keep the past.
+
+Rules, every one recorded in the verdict with its figures:
+1. ONNX parity: torch and onnxruntime agree within `parity_tolerance`.
+2. Present truth: accuracy on the recent held-out window beats the champion by `min_improvement`.
+3. No forgetting: on reference holdout rows that still hold (outside the shifted region), the
+   candidate loses at most `forgetting_tolerance` accuracy against the champion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from correctors.settings import CorrectionConfig
+
+ProbaFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class EvalSet:
+    """An encoded, labelled evaluation set (y holds class indices)."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+    figures: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "reasons": self.reasons, **self.figures}
+
+
+def accuracy(proba: ProbaFn, data: EvalSet) -> float | None:
+    if len(data.y) == 0:
+        return None
+    return float((proba(data.x).argmax(axis=1) == data.y).mean())
+
+
+def evaluate(proba: ProbaFn, sets: list[EvalSet]) -> dict[str, float | None]:
+    """Accuracy and row count on each evaluation set."""
+    out: dict[str, float | None] = {}
+    for data in sets:
+        out[f"{data.name}_accuracy"] = accuracy(proba, data)
+        out[f"{data.name}_rows"] = len(data.y)
+    return out
+
+
+def judge(
+    champion: dict[str, float | None],
+    candidate: dict[str, float | None],
+    parity_max_abs_diff: float,
+    shifted: dict,
+    settings: CorrectionConfig,
+) -> Verdict:
+    """Apply the gate's rules; every failed rule adds a reason, every figure is kept."""
+    reasons: list[str] = []
+    passed = True
+    if not parity_max_abs_diff <= settings.parity_tolerance:
+        passed = False
+        reasons.append(
+            f"ONNX parity failed: max abs diff {parity_max_abs_diff:.2e} > "
+            f"{settings.parity_tolerance:.0e}"
+        )
+    else:
+        reasons.append(f"ONNX parity ok: max abs diff {parity_max_abs_diff:.2e}")
+
+    champ_recent, cand_recent = (
+        champion["recent_holdout_accuracy"],
+        candidate["recent_holdout_accuracy"],
+    )
+    if champ_recent is None or cand_recent is None:
+        passed = False
+        reasons.append("no recent held-out labels: cannot judge the present")
+    elif cand_recent < champ_recent + settings.min_improvement:
+        passed = False
+        reasons.append(
+            f"recent holdout accuracy {cand_recent:.3f} does not beat the champion's "
+            f"{champ_recent:.3f} by {settings.min_improvement}"
+        )
+    else:
+        reasons.append(f"recent holdout accuracy {champ_recent:.3f} -> {cand_recent:.3f}")
+
+    champ_ref, cand_ref = (
+        champion["reference_guarded_accuracy"],
+        candidate["reference_guarded_accuracy"],
+    )
+    if champ_ref is not None and cand_ref is not None:
+        if cand_ref < champ_ref - settings.forgetting_tolerance:
+            passed = False
+            reasons.append(
+                f"forgets the reference: accuracy {cand_ref:.3f} < champion {champ_ref:.3f} - "
+                f"{settings.forgetting_tolerance}"
+            )
+        else:
+            reasons.append(f"reference guard held: {champ_ref:.3f} -> {cand_ref:.3f}")
+    if shifted.get("concept_shift"):
+        reasons.append(
+            f"excluded {shifted['reference_excluded']} reference holdout rows in the shifted "
+            "region (recent labels contradict them) from the no-forgetting check"
+        )
+    else:
+        reasons.append("no concept shift found: the whole reference holdout was guarded")
+    figures = {
+        "parity_max_abs_diff": parity_max_abs_diff,
+        "settings": {
+            "min_improvement": settings.min_improvement,
+            "forgetting_tolerance": settings.forgetting_tolerance,
+            "parity_tolerance": settings.parity_tolerance,
+        },
+        "shifted_region": shifted,
+    }
+    return Verdict(passed=passed, reasons=reasons, figures=figures)

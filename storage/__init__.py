@@ -1,0 +1,1 @@
+"""Storage: SQLModel tables, bulk intake writes, the audit log and the on-disk model registry."""

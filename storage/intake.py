@@ -1,0 +1,127 @@
+"""Bulk, idempotent intake writes: one transaction per consumer batch.
+
+Core `executemany` with ON CONFLICT is ~15x faster than ORM adds (see shared notes), and
+upserting by prediction_id makes Kafka redelivery harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from storage.tables import DeadLetter, PendingLabel, Prediction, utcnow
+
+PREDICTIONS = Prediction.__table__
+PENDING = PendingLabel.__table__
+DEAD = DeadLetter.__table__
+CHUNK = 5000  # keeps IN (...) lists and parameter counts inside every driver's limits
+
+
+@dataclass
+class BatchCounts:
+    """What one batch did: new predictions, labels attached now, labels parked, dead letters."""
+
+    predictions: int = 0
+    labels_applied: int = 0
+    labels_pending: int = 0
+    dead_letters: int = 0
+
+
+def _insert(engine: Engine, table):
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _chunks(items: list, size: int = CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def write_batch(
+    engine: Engine,
+    predictions: list[dict[str, Any]],
+    labels: list[dict[str, Any]],
+    dead_letters: list[dict[str, Any]],
+) -> BatchCounts:
+    """Store a whole consumer batch in one transaction; safe to repeat (at-least-once delivery)."""
+    counts = BatchCounts(dead_letters=len(dead_letters))
+    now = utcnow()
+    with engine.begin() as conn:
+        if predictions:
+            unique = {p["prediction_id"]: p for p in predictions}
+            rows = [{**p, "ingested_at": now} for p in unique.values()]
+            ids = list(unique)
+            existing = _existing_ids(conn, ids)
+            stmt = _insert(engine, PREDICTIONS)
+            stmt = stmt.on_conflict_do_nothing(index_elements=["prediction_id"])
+            for chunk in _chunks(rows):
+                conn.execute(stmt, chunk)
+            counts.predictions = len(set(ids) - existing)
+            counts.labels_applied += _apply_pending(conn, ids, now)
+        if labels:
+            latest = {lab["prediction_id"]: lab["label"] for lab in labels}
+            known = _existing_ids(conn, list(latest))
+            attach = [{"pid": k, "lab": v, "now": now} for k, v in latest.items() if k in known]
+            park = [
+                {"prediction_id": k, "label": v, "received_at": now}
+                for k, v in latest.items()
+                if k not in known
+            ]
+            if attach:
+                stmt = (
+                    update(PREDICTIONS)
+                    .where(PREDICTIONS.c.prediction_id == bindparam("pid"))
+                    .values(label=bindparam("lab"), labelled_at=bindparam("now"))
+                )
+                for chunk in _chunks(attach):
+                    conn.execute(stmt, chunk)
+            if park:
+                ins = _insert(engine, PENDING)
+                ins = ins.on_conflict_do_update(
+                    index_elements=["prediction_id"], set_={"label": ins.excluded.label}
+                )
+                for chunk in _chunks(park):
+                    conn.execute(ins, chunk)
+            counts.labels_applied += len(attach)
+            counts.labels_pending = len(park)
+        if dead_letters:
+            conn.execute(DEAD.insert(), [{**d, "received_at": now} for d in dead_letters])
+    return counts
+
+
+def _existing_ids(conn, ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(ids):
+        rows = conn.execute(
+            select(PREDICTIONS.c.prediction_id).where(PREDICTIONS.c.prediction_id.in_(chunk))
+        )
+        found.update(r[0] for r in rows)
+    return found
+
+
+def _apply_pending(conn, ids: list[str], now) -> int:
+    """Attach labels that arrived before their predictions, then drop them from the park."""
+    waiting: list[tuple[str, str]] = []
+    for chunk in _chunks(ids):
+        waiting.extend(
+            conn.execute(
+                select(PENDING.c.prediction_id, PENDING.c.label).where(
+                    PENDING.c.prediction_id.in_(chunk)
+                )
+            ).all()
+        )
+    if not waiting:
+        return 0
+    stmt = (
+        update(PREDICTIONS)
+        .where(PREDICTIONS.c.prediction_id == bindparam("pid"))
+        .values(label=bindparam("lab"), labelled_at=bindparam("now"))
+    )
+    conn.execute(stmt, [{"pid": pid, "lab": lab, "now": now} for pid, lab in waiting])
+    found = [pid for pid, _ in waiting]
+    for chunk in _chunks(found):
+        conn.execute(PENDING.delete().where(PENDING.c.prediction_id.in_(chunk)))
+    return len(waiting)

@@ -1,0 +1,1 @@
+"""The daemon: config, ingestion, detection, alerts, scheduling and the `warden` CLI."""
