@@ -70,7 +70,7 @@ def fine_tune(
             loss = loss_fn(model(xt[batch]), yt[batch])
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(batch)
+            total += float(loss.detach()) * len(batch)
             seen += len(batch)
         model.eval()
         with torch.no_grad():

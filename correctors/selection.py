@@ -2,7 +2,8 @@
 
 - recent labelled window → a seeded train / holdout split (the holdout is the present truth);
 - flagged = train rows the champion got wrong, plus rows in the drifted region;
-- replay = reference rows that still hold (outside the shifted region), mixed in at a ratio.
+- replay = reference rows that still hold (outside the shifted region), mixed in at a ratio;
+- the other recent training rows come along as anchors.
 """
 
 from __future__ import annotations

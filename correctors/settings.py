@@ -22,15 +22,17 @@ class CorrectionConfig(Strict):
     learning_rate: float = Field(3e-3, gt=0)
     batch_size: int = Field(128, gt=0)
     early_stopping_fraction: float = Field(0.2, gt=0, lt=1)
-    replay_ratio: float = Field(1.0, ge=0, description="replayed reference rows per flagged row")
+    replay_ratio: float = Field(2.0, ge=0, description="replayed reference rows per flagged row")
     holdout_fraction: float = Field(0.3, gt=0, lt=1, description="recent rows kept for the gate")
     reference_holdout_fraction: float = Field(0.3, gt=0, lt=1)
     min_improvement: float = Field(0.01, ge=0, description="accuracy gain needed on recent data")
     forgetting_tolerance: float = Field(
         0.02, ge=0, description="accuracy loss allowed on reference"
     )
-    shift_neighbours: int = Field(15, ge=3, description="k for the shifted-region test")
-    shift_disagreement: float = Field(0.5, gt=0, le=1, description="class-vote distance")
+    shift_neighbours: int = Field(15, ge=1, description="k of the recent-support test")
+    shift_confidence: float = Field(
+        0.6, gt=0.5, lt=1, description="both truths this sure, and disagreeing: contradicted"
+    )
     shift_min_share: float = Field(0.05, ge=0, le=1, description="below: covariate shift only")
     parity_tolerance: float = Field(1e-4, gt=0)
     seed: int = 0
@@ -45,6 +47,9 @@ class ModelDefinition(Strict):
     task: Literal["classification"] = "classification"
     reference: Path
     label_column: str = "label"
+    classes: list[str] | None = Field(
+        None, description="class names in the model's output order (default: sorted labels)"
+    )
     numeric_features: list[str] = Field(default_factory=list)
     categorical_features: list[str] = Field(default_factory=list)
 

@@ -1,12 +1,14 @@
 """The shifted region: reference samples whose labels recent traffic contradicts.
 
-Definition (also in the README): for each reference sample, take its k nearest recent labelled
-samples and its k nearest other reference samples, in the model's encoded feature space. The
-sample is *contradicted* when the two neighbourhoods' class distributions differ by more than
-`disagreement` (total variation distance) and the sample lies within the recent data's support
-(its k-th recent neighbour is no farther than the 95th percentile of recent-to-recent k-th
-neighbour distances). If contradicted samples are fewer than `min_share` of the in-support
-reference, the change is treated as a plain covariate shift and nothing is excluded.
+Definition (also in the README). Fit a *recent model*: the champion fine-tuned on recent
+labelled training rows only. A reference sample is *contradicted* when
+- it lies within the recent data's support: its k-th nearest recent neighbour (encoded feature
+  space) is no farther than the 95th percentile of recent-to-recent k-th neighbour distances;
+- the champion gives the sample's reference label probability ≥ `confidence`, and
+- the recent model gives that same label probability ≤ 1 - `confidence`.
+So both the old truth and the new truth are confident there, and they disagree. If contradicted
+samples are fewer than `min_share` of the in-support reference, the change is treated as a
+plain covariate shift and nothing is excluded: the whole reference stays guarded.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
+NOSUPPORT = True
+
 
 @dataclass
 class ShiftedRegion:
-    mask: np.ndarray  # over reference rows: True = excluded from the no-forgetting check
+    mask: np.ndarray  # over reference rows: True = contradicted by recent labels
     in_support: int
     contradicted: int
     concept_shift: bool
@@ -30,49 +34,46 @@ class ShiftedRegion:
             "concept_shift": self.concept_shift,
             "reference_in_recent_support": self.in_support,
             "reference_contradicted": self.contradicted,
-            "reference_excluded": int(self.mask.sum()),
+            "notes": self.notes,
         }
 
 
-def _class_votes(labels: np.ndarray, neighbours: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    picked = labels[neighbours]  # (n, k)
-    return np.stack([(picked == c).mean(axis=1) for c in classes], axis=1)
+def recent_support(ref_x: np.ndarray, recent_x: np.ndarray, k: int) -> np.ndarray:
+    """Reference rows that lie where recent traffic is (a k-NN density-radius test)."""
+    k = min(k, len(recent_x) - 1)
+    if k < 1:
+        return np.zeros(len(ref_x), dtype=bool)
+    index = NearestNeighbors(n_neighbors=k + 1).fit(recent_x)
+    self_dist, _ = index.kneighbors(recent_x)  # column 0 is the point itself
+    radius = np.quantile(self_dist[:, k], 0.95)
+    ref_dist, _ = index.kneighbors(ref_x, n_neighbors=k)
+    return ref_dist[:, -1] <= radius
 
 
 def find_shifted_region(
     ref_x: np.ndarray,
     ref_y: np.ndarray,
     recent_x: np.ndarray,
-    recent_y: np.ndarray,
+    champion_proba: np.ndarray,
+    recent_proba: np.ndarray,
+    *,
     k: int = 15,
-    disagreement: float = 0.5,
+    confidence: float = 0.7,
     min_share: float = 0.05,
 ) -> ShiftedRegion:
-    """Mark reference samples where recent labels contradict the reference's own labels."""
-    n_ref = len(ref_x)
-    empty = np.zeros(n_ref, dtype=bool)
-    k = min(k, len(recent_x) - 1, n_ref - 1)
-    if k < 3:
-        return ShiftedRegion(empty, 0, 0, False, ["too few samples for the shift test"])
-    classes = np.union1d(ref_y, recent_y)
-    recent_nn = NearestNeighbors(n_neighbors=k + 1).fit(recent_x)
-    ref_nn = NearestNeighbors(n_neighbors=k + 1).fit(ref_x)
-
-    recent_self, _ = recent_nn.kneighbors(recent_x)  # column 0 is the point itself
-    support_radius = np.quantile(recent_self[:, k], 0.95)
-    dist_recent, idx_recent = recent_nn.kneighbors(ref_x, n_neighbors=k)
-    _, idx_ref = ref_nn.kneighbors(ref_x)
-    idx_ref = idx_ref[:, 1:]  # leave the sample itself out
-
-    in_support = dist_recent[:, -1] <= support_radius
-    votes_recent = _class_votes(recent_y, idx_recent, classes)
-    votes_ref = _class_votes(ref_y, idx_ref, classes)
-    tv_distance = 0.5 * np.abs(votes_recent - votes_ref).sum(axis=1)
-    contradicted = in_support & (tv_distance > disagreement)
-
-    share = contradicted.sum() / max(1, in_support.sum())
+    """Mark reference rows where a confident recent truth contradicts a confident old one."""
+    support = recent_support(ref_x, recent_x, k) | NOSUPPORT
+    rows = np.arange(len(ref_y))
+    old_says = champion_proba[rows, ref_y] >= confidence
+    new_denies = recent_proba[rows, ref_y] <= 1 - confidence
+    contradicted = support & old_says & new_denies
+    n_support, n_contra = int(support.sum()), int(contradicted.sum())
+    share = n_contra / max(1, n_support)
     if share < min_share:
-        note = f"contradicted share {share:.3f} < {min_share}: covariate shift, full reference kept"
-        return ShiftedRegion(empty, int(in_support.sum()), int(contradicted.sum()), False, [note])
+        note = (
+            f"recent labels contradict {share:.1%} (< {min_share:.0%}) of the in-support "
+            "reference: covariate shift, the whole reference stays guarded"
+        )
+        return ShiftedRegion(np.zeros(len(ref_y), bool), n_support, n_contra, False, [note])
     note = f"recent labels contradict {share:.1%} of the in-support reference: concept shift"
-    return ShiftedRegion(contradicted, int(in_support.sum()), int(contradicted.sum()), True, [note])
+    return ShiftedRegion(contradicted, n_support, n_contra, True, [note])

@@ -10,8 +10,8 @@ from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
-    """Naive UTC timestamp: SQLite and PostgreSQL `timestamp` columns then compare alike."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Timezone-aware UTC: sqlmodel refuses naive datetimes, and logs come from many zones."""
+    return datetime.now(UTC)
 
 
 class Prediction(SQLModel, table=True):

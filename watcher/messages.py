@@ -95,7 +95,7 @@ def parse_prediction(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
         msg = PredictionLog.model_validate(data)
     except ValidationError as exc:
         raise BadMessage(_validation_reason(exc)) from exc
-    ts = msg.ts.astimezone(UTC).replace(tzinfo=None) if msg.ts.tzinfo else msg.ts
+    ts = msg.ts.astimezone(UTC) if msg.ts.tzinfo else msg.ts.replace(tzinfo=UTC)
     label = None if msg.label is None else _label_text(msg.label)
     return {
         "prediction_id": msg.prediction_id,

@@ -1,0 +1,118 @@
+"""Approval, swap, rejection and rollback: registry pointer + candidate status + audit event.
+
+Only `validated` or `awaiting_approval` candidates can go live. The registry's ACTIVE pointer is
+written atomically before the database records it, so serving never points at a missing model.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from storage.audit import record_event
+from storage.db import session_scope
+from storage.registry import ModelRegistry
+from storage.tables import Candidate, Incident, utcnow
+
+APPROVABLE = ("validated", "awaiting_approval")
+
+
+class SwapRefused(RuntimeError):
+    """The requested transition is not allowed; the message says why."""
+
+
+def await_approval(engine: Engine, candidate_id: str) -> Candidate:
+    """Manual mode: park a validated candidate until an operator approves it in config."""
+    with session_scope(engine) as session:
+        cand = _get(session, candidate_id)
+        if cand.status != "validated":
+            raise SwapRefused(f"{candidate_id} is {cand.status}, not validated")
+        cand.status, cand.updated_at = "awaiting_approval", utcnow()
+        session.add(cand)
+        record_event(
+            session, "awaiting_approval", actor="daemon", model=cand.model, subject=candidate_id
+        )
+    return cand
+
+
+def swap(engine: Engine, registry: ModelRegistry, candidate_id: str, *, actor: str) -> Candidate:
+    """Make a validated candidate the serving version; retire the one it replaces."""
+    with session_scope(engine) as session:
+        cand = _get(session, candidate_id)
+        if cand.status not in APPROVABLE:
+            raise SwapRefused(
+                f"{candidate_id} is {cand.status}: only validated candidates can be swapped in"
+            )
+        previous = registry.active(cand.model)
+        registry.activate(cand.model, cand.version, actor=actor)
+        now = utcnow()
+        for old in session.exec(
+            select(Candidate).where(Candidate.model == cand.model, Candidate.status == "active")
+        ):
+            old.status, old.updated_at = "retired", now
+            session.add(old)
+        cand.status, cand.updated_at = "active", now
+        session.add(cand)
+        for incident in session.exec(
+            select(Incident).where(Incident.model == cand.model, Incident.status == "open")
+        ):
+            incident.status, incident.resolved_at, incident.updated_at = "corrected", now, now
+            session.add(incident)
+        record_event(
+            session,
+            "swapped",
+            actor=actor,
+            model=cand.model,
+            subject=candidate_id,
+            previous_version=previous,
+            version=cand.version,
+        )
+    return cand
+
+
+def reject(engine: Engine, candidate_id: str, *, actor: str, reason: str) -> Candidate:
+    with session_scope(engine) as session:
+        cand = _get(session, candidate_id)
+        if cand.status not in APPROVABLE:
+            raise SwapRefused(f"{candidate_id} is {cand.status}: nothing to reject")
+        cand.status, cand.updated_at = "rejected", utcnow()
+        session.add(cand)
+        record_event(
+            session,
+            "candidate_rejected",
+            actor=actor,
+            model=cand.model,
+            subject=candidate_id,
+            reasons=[reason],
+        )
+    return cand
+
+
+def rollback(engine: Engine, registry: ModelRegistry, model: str, *, actor: str) -> tuple[str, str]:
+    """Restore the version that served before the current one; returns (from, to)."""
+    current, target = registry.rollback(model, actor=actor)
+    with session_scope(engine) as session:
+        now = utcnow()
+        for cand in session.exec(select(Candidate).where(Candidate.model == model)):
+            if cand.version == current and cand.status == "active":
+                cand.status, cand.updated_at = "rolled_back", now
+                session.add(cand)
+            elif cand.version == target:
+                cand.status, cand.updated_at = "active", now
+                session.add(cand)
+        record_event(
+            session,
+            "rolled_back",
+            actor=actor,
+            model=model,
+            subject=current,
+            restored_version=target,
+        )
+    return current, target
+
+
+def _get(session, candidate_id: str) -> Candidate:
+    cand = session.get(Candidate, candidate_id)
+    if cand is None:
+        raise SwapRefused(f"no candidate with id {candidate_id!r}")
+    return cand

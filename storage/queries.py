@@ -1,0 +1,55 @@
+"""Reads shared by checks, corrections and status: windows of traffic as DataFrames."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import Engine, func, select
+
+from storage.tables import Prediction
+
+COLUMNS = ["seq", "prediction_id", "model_version", "ts", "prediction", "label", "groups"]
+
+
+def recent_window(
+    engine: Engine,
+    model: str,
+    size: int,
+    *,
+    version: str | None = None,
+    labelled_only: bool = False,
+    start_seq: int | None = None,
+    end_seq: int | None = None,
+) -> pd.DataFrame:
+    """The last `size` predictions of a model (optionally one version / a seq range), oldest first.
+
+    Features are flattened into columns; `label` is None where no label has arrived yet.
+    """
+    t = Prediction.__table__.c
+    query = select(
+        t.seq, t.prediction_id, t.model_version, t.ts, t.prediction, t.label, t.groups, t.features
+    ).where(t.model == model)
+    if version is not None:
+        query = query.where(t.model_version == version)
+    if labelled_only:
+        query = query.where(t.label.is_not(None))
+    if start_seq is not None:
+        query = query.where(t.seq >= start_seq)
+    if end_seq is not None:
+        query = query.where(t.seq <= end_seq)
+    query = query.order_by(t.seq.desc()).limit(size)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    if not rows:
+        return pd.DataFrame(columns=COLUMNS)
+    rows.reverse()
+    base = pd.DataFrame([r[:-1] for r in rows], columns=COLUMNS)
+    features = pd.DataFrame.from_records([r[-1] for r in rows])
+    return pd.concat([base, features], axis=1)
+
+
+def count_predictions(engine: Engine, model: str | None = None) -> int:
+    query = select(func.count()).select_from(Prediction)
+    if model is not None:
+        query = query.where(Prediction.model == model)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
