@@ -151,12 +151,9 @@ def _shifted_region(
     """Compare the old truth (champion) with a recent truth (champion tuned on recent only)."""
     recent_model = fine_tune(champion.torch_model, x_recent, y_recent, settings).model
     return find_shifted_region(
-        x_ref,
         y_ref,
-        x_recent,
         champion.onnx.proba_encoded(x_ref),
         predict_proba(recent_model, x_ref),
-        k=settings.shift_neighbours,
         confidence=settings.shift_confidence,
         min_share=settings.shift_min_share,
     )

@@ -29,7 +29,6 @@ class CorrectionConfig(Strict):
     forgetting_tolerance: float = Field(
         0.02, ge=0, description="accuracy loss allowed on reference"
     )
-    shift_neighbours: int = Field(15, ge=1, description="k of the recent-support test")
     shift_confidence: float = Field(
         0.6, gt=0.5, lt=1, description="both truths this sure, and disagreeing: contradicted"
     )
