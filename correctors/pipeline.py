@@ -6,6 +6,7 @@ an audit event, so a crash mid-way leaves a visible trace rather than nothing.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from storage.tables import Candidate, utcnow
 
 EpochCallback = Callable[[int, float, float], None]
 PARITY_ROWS = 1000
+log = logging.getLogger(__name__)
 
 
 class NothingToCorrect(RuntimeError):
@@ -255,14 +257,9 @@ def train_candidate(
                 "verdict": verdict.to_dict(),
             },
         )
-    except Exception as exc:
-        _reject(
-            engine,
-            model,
-            candidate_id,
-            {"passed": False, "reasons": [f"correction failed: {exc!r}"]},
-        )
-        raise
+    except Exception as exc:  # noqa: BLE001 - recorded as a rejection with the reason
+        log.exception("correction failed for %s", candidate_id)
+        return _reject(engine, model, candidate_id, f"correction failed: {exc!r}")
     summary["seconds_total"] = round(time.perf_counter() - started, 3)
     status = "validated" if verdict.passed else "rejected"
     row = _update(
@@ -288,8 +285,10 @@ def train_candidate(
     return row
 
 
-def _reject(engine: Engine, model: str, candidate_id: str, verdict: dict) -> None:
-    _update(engine, candidate_id, status="rejected", verdict=verdict)
+def _reject(engine: Engine, model: str, candidate_id: str, reason: str) -> Candidate:
+    row = _update(
+        engine, candidate_id, status="rejected", verdict={"passed": False, "reasons": [reason]}
+    )
     with session_scope(engine) as s:
         record_event(
             s,
@@ -297,5 +296,6 @@ def _reject(engine: Engine, model: str, candidate_id: str, verdict: dict) -> Non
             actor="daemon",
             model=model,
             subject=candidate_id,
-            reasons=verdict["reasons"],
+            reasons=[reason],
         )
+    return row

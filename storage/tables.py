@@ -98,6 +98,8 @@ class Incident(SQLModel, table=True):
     window_start_seq: int | None = None
     window_end_seq: int | None = None
     report_path: str | None = None
+    candidate_id: str | None = Field(default=None, max_length=160)
+    clean_checks: int = 0
     opened_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     resolved_at: datetime | None = None

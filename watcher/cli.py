@@ -1,0 +1,108 @@
+"""The `warden` command line (typer)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="model-warden: audit and correct production ML models.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Configuration commands.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+console = Console()
+
+ConfigOption = typer.Option(..., "--config", "-c", help="Path of the warden TOML config file.")
+
+
+def _load(path: Path):
+    from watcher.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+
+
+@config_app.command("check")
+def config_check(path: Path = typer.Argument(..., help="Config file to validate.")) -> None:
+    """Validate a config file; errors name the offending key."""
+    cfg = _load(path)
+    console.print(f"[green]ok[/]: {path} ({len(cfg.models)} model(s): {', '.join(cfg.models)})")
+
+
+@app.command()
+def run(config: Path = ConfigOption, log_level: str = "INFO") -> None:
+    """Run the daemon in the foreground (what systemd or a container starts)."""
+    from watcher import logs
+    from watcher.config import ConfigError
+    from watcher.daemon import Daemon
+
+    logs.configure(json_lines=True, level=log_level)
+    try:
+        daemon = Daemon(config)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    raise typer.Exit(daemon.run())
+
+
+@app.command()
+def status(config: Path = ConfigOption) -> None:
+    """Models, active versions, open incidents and candidates, from storage."""
+    from storage.db import make_engine
+    from storage.registry import ModelRegistry
+    from watcher.status import render_status
+
+    cfg = _load(config)
+    render_status(cfg, make_engine(cfg.storage.url), ModelRegistry(cfg.storage.registry), console)
+
+
+@app.command()
+def rollback(
+    model: str = typer.Argument(..., help="Model to roll back."), config: Path = ConfigOption
+) -> None:
+    """Restore the version that served before the current one."""
+    from correctors.swap import rollback as do_rollback
+    from storage.db import make_engine
+    from storage.registry import ModelRegistry, RegistryError
+
+    cfg = _load(config)
+    try:
+        current, target = do_rollback(
+            make_engine(cfg.storage.url),
+            ModelRegistry(cfg.storage.registry),
+            model,
+            actor="operator",
+        )
+    except RegistryError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    console.print(f"rolled back {model}: {current} → {target}")
+
+
+@app.command()
+def demo(
+    folder: Path = typer.Option(Path("warden-demo"), "--dir", help="Working folder (wiped)."),
+    rate: float = typer.Option(400.0, help="Predictions per second."),
+    timeout: float = typer.Option(180.0, help="Give up after this many seconds of shift."),
+    mode: str = typer.Option("auto", help="Approval mode written into the demo config."),
+) -> None:
+    """The whole loop on embedded defaults: broker, SQLite, a built-in model."""
+    from watcher.demo import run_demo
+
+    raise typer.Exit(run_demo(folder, rate=rate, timeout_s=timeout, mode=mode, console=console))
+
+
+def main() -> None:  # pragma: no cover - `python -m watcher.cli`
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,370 @@
+"""The daemon: intake thread + APScheduler checks + corrections + config reloads + approvals.
+
+`Daemon.run()` is what `warden run` (systemd, containers) calls: it blocks until SIGTERM or
+SIGINT, then finishes the batch in hand, commits, stops the scheduler and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC
+from pathlib import Path
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+from kafka.errors import KafkaError
+from sqlmodel import select
+
+from correctors.champion import bootstrap
+from correctors.pipeline import NothingToCorrect, train_candidate
+from correctors.swap import APPROVABLE, SwapRefused, await_approval, swap
+from storage.audit import record_event
+from storage.db import make_engine, redact_url, session_scope
+from storage.queries import recent_window
+from storage.registry import ModelRegistry
+from storage.tables import Candidate
+from watcher.alerts import Alerter, build_alert
+from watcher.config import ConfigError, ModelConfig, WardenConfig, fingerprint, load_config
+from watcher.detection import ModelChecker
+from watcher.incidents import mark_covered, open_incidents, record_outcomes
+from watcher.ingest import Ingestor
+from watcher.kafka_io import ensure_topics, make_producer
+
+log = structlog.get_logger("warden.daemon")
+CONFIG_POLL_S = 1.0
+
+
+class Daemon:
+    def __init__(self, config_path: str | Path, on_epoch: Callable | None = None) -> None:
+        self.config_path = Path(config_path)
+        self.cfg: WardenConfig = load_config(self.config_path)
+        self._fingerprint = fingerprint(self.config_path)
+        self.engine = make_engine(self.cfg.storage.url)
+        self.registry = ModelRegistry(self.cfg.storage.registry)
+        self.stop_event = threading.Event()
+        self.on_epoch = on_epoch
+        self.checkers: dict[str, ModelChecker] = {}
+        self.producer = None
+        self.alerter = Alerter(self.cfg)
+        self.ingestor = Ingestor(self.cfg.kafka, self.engine, self.stop_event)
+        self._ingest_thread: threading.Thread | None = None
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.cfg
+        log.info(
+            "daemon_starting",
+            config=str(self.config_path),
+            storage=redact_url(cfg.storage.url),
+            kafka=cfg.kafka.bootstrap_servers,
+            models=list(cfg.models),
+        )
+        ensure_topics(
+            cfg.kafka, [cfg.kafka.predictions_topic, cfg.kafka.labels_topic, cfg.kafka.alerts_topic]
+        )
+        if cfg.alerts.kafka:
+            self.producer = make_producer(cfg.kafka)
+        self.alerter = Alerter(cfg, self.producer)
+        for name, model in cfg.models.items():
+            if self.registry.active(name) is None:
+                version = bootstrap(self.engine, self.registry, name, model)
+                log.info("model_bootstrapped", model=name, version=version)
+        self.apply_approvals()
+        self._ingest_thread = threading.Thread(
+            target=self._ingest_forever, name="ingest", daemon=True
+        )
+        self._ingest_thread.start()
+        self._schedule_checks()
+        self.scheduler.add_job(
+            self.reload_if_changed, "interval", seconds=CONFIG_POLL_S, id="config-watch"
+        )
+        self.scheduler.start()
+        log.info("daemon_started")
+
+    def run(self) -> int:
+        """Foreground service: block until SIGTERM/SIGINT, then stop gracefully."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, _frame: self._request_stop(signum))
+        self.start()
+        while not self.stop_event.wait(0.5):
+            pass
+        self.shutdown()
+        return 0
+
+    def _request_stop(self, signum: int) -> None:
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        self.stop_event.set()
+
+    def shutdown(self) -> None:
+        self.stop_event.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        if self._ingest_thread is not None:
+            self._ingest_thread.join(timeout=60)
+        if self.producer is not None:
+            self.producer.close(timeout=5)
+        self.engine.dispose()
+        log.info("daemon_stopped")
+
+    def _ingest_forever(self) -> None:
+        """Keep the intake alive across broker outages, with backoff."""
+        delay = 0.5
+        while not self.stop_event.is_set():
+            try:
+                self.ingestor.run()
+                return
+            except (KafkaError, OSError) as exc:
+                self.ingestor.stats.state = f"broker unavailable: {exc!r}"
+                log.error("ingest_broker_error", error=repr(exc), retry_in_s=delay)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, 30)
+
+    # -- scheduling -------------------------------------------------------------------------
+    def _schedule_checks(self) -> None:
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("check:"):
+                job.remove()
+        for name, model in self.cfg.models.items():
+            self.checkers.setdefault(
+                name, ModelChecker(name, self.engine, self.registry, self.cfg.storage.reports)
+            )
+            self.scheduler.add_job(
+                self.check_model,
+                "interval",
+                args=[name],
+                id=f"check:{name}",
+                seconds=model.checks.interval_seconds,
+            )
+
+    def check_model(self, name: str) -> None:
+        """One scheduled round for a model: checks → incidents → alerts → maybe a correction."""
+        model = self.cfg.models.get(name)
+        if model is None or self.stop_event.is_set():
+            return
+        try:
+            outcomes = self.checkers[name].run(model)
+            for out in outcomes:
+                log.info(
+                    "check",
+                    model=name,
+                    kind=out.kind,
+                    passed=out.passed,
+                    skipped=out.skipped_reason,
+                    summary=out.summary,
+                    seconds=round(out.duration_s, 3),
+                )
+            for change in record_outcomes(self.engine, name, outcomes):
+                if change.opened:
+                    self._alert_incident(name, model, change.incident)
+            self.maybe_correct(name, model)
+        except Exception:  # noqa: BLE001 - a failing round must not kill the schedule
+            log.exception("check_failed", model=name)
+
+    def _alert_incident(self, name: str, model: ModelConfig, incident) -> None:
+        figures = incident.figures
+        top = figures.get("drifted_columns", [])[:5]
+        nxt = (
+            "correction starts when enough labelled errors arrive"
+            if model.correction.enabled
+            else "nothing (correction disabled)"
+        )
+        self.alerter.send(
+            build_alert(
+                "incident_opened",
+                name,
+                incident_id=incident.id,
+                kind=incident.kind,
+                severity=incident.severity,
+                summary=incident.summary,
+                top_drifted_columns=top,
+                report=incident.report_path,
+                next_action=nxt,
+            )
+        )
+
+    # -- correction -------------------------------------------------------------------------
+    def maybe_correct(self, name: str, model: ModelConfig) -> None:
+        if not model.correction.enabled:
+            return
+        incidents = open_incidents(self.engine, name, uncovered=True)
+        if not incidents:
+            return
+        active = self.registry.active(name)
+        window = recent_window(self.engine, name, model.checks.window, labelled_only=True)
+        served = window[window["model_version"] == active]
+        errors = int((served["prediction"].astype(str) != served["label"].astype(str)).sum())
+        if errors < model.correction.min_flagged:
+            log.info(
+                "correction_waiting",
+                model=name,
+                labelled_errors=errors,
+                needed=model.correction.min_flagged,
+            )
+            return
+        drifted = sorted(
+            {
+                c
+                for i in incidents
+                if i.kind == "drift"
+                for c in i.figures.get("drifted_columns", [])
+            }
+        )
+        primary = next((i for i in incidents if i.kind == "error"), incidents[0])
+        log.info(
+            "correction_started",
+            model=name,
+            incident=primary.id,
+            labelled_rows=len(window),
+            labelled_errors=errors,
+            drifted_columns=drifted,
+        )
+        try:
+            cand = train_candidate(
+                self.engine,
+                self.registry,
+                name,
+                model,
+                model.correction,
+                window,
+                incident_id=primary.id,
+                drifted_columns=drifted,
+                on_epoch=self.on_epoch,
+            )
+        except NothingToCorrect as exc:
+            log.info("correction_skipped", model=name, reason=str(exc))
+            return
+        mark_covered(self.engine, [i.id for i in incidents], cand.id)
+        log.info(
+            "candidate_result",
+            model=name,
+            candidate=cand.id,
+            status=cand.status,
+            reasons=cand.verdict.get("reasons"),
+        )
+        metrics = {"champion": cand.champion_metrics, "candidate": cand.candidate_metrics}
+        if cand.status != "validated":
+            self.alerter.send(
+                build_alert(
+                    "candidate_rejected",
+                    name,
+                    candidate_id=cand.id,
+                    incident_id=primary.id,
+                    reasons=cand.verdict.get("reasons"),
+                    metrics=metrics,
+                    next_action="nothing: the champion keeps serving",
+                )
+            )
+        elif model.approval.mode == "auto":
+            self._swap(cand.id, actor="daemon")
+        else:
+            await_approval(self.engine, cand.id)
+            self.alerter.send(
+                build_alert(
+                    "awaiting_approval",
+                    name,
+                    candidate_id=cand.id,
+                    incident_id=primary.id,
+                    reasons=cand.verdict.get("reasons"),
+                    metrics=metrics,
+                    next_action=f'add "{cand.id}" to models.{name}.approval.approved in '
+                    f"{self.config_path} to swap it in",
+                )
+            )
+
+    def _swap(self, candidate_id: str, *, actor: str) -> None:
+        cand = swap(self.engine, self.registry, candidate_id, actor=actor)
+        log.info("swapped", model=cand.model, candidate=cand.id, version=cand.version, actor=actor)
+        self.alerter.send(
+            build_alert(
+                "swapped",
+                cand.model,
+                candidate_id=cand.id,
+                version=cand.version,
+                actor=actor,
+                next_action=f"serving {cand.version}; `warden rollback {cand.model}` restores the "
+                "previous version",
+            )
+        )
+
+    # -- config -----------------------------------------------------------------------------
+    def reload_if_changed(self) -> bool:
+        """Apply an edited config file; an invalid edit is refused and the last good one stays."""
+        current = fingerprint(self.config_path)
+        if current == self._fingerprint:
+            return False
+        self._fingerprint = current
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("config_rejected", error=str(exc))
+            with session_scope(self.engine) as session:
+                record_event(session, "config_rejected", actor="config", error=str(exc))
+            return False
+        if new.kafka != self.cfg.kafka or new.storage != self.cfg.storage:
+            log.warning(
+                "config_restart_needed",
+                reason="kafka or storage settings changed; they take effect at the next start",
+            )
+            new = new.model_copy(update={"kafka": self.cfg.kafka, "storage": self.cfg.storage})
+        intervals_changed = {n: m.checks.interval_seconds for n, m in new.models.items()} != {
+            n: m.checks.interval_seconds for n, m in self.cfg.models.items()
+        }
+        self.cfg = new
+        self.alerter = Alerter(new, self.producer)
+        with session_scope(self.engine) as session:
+            record_event(session, "config_reloaded", actor="config")
+        log.info("config_reloaded", models=list(new.models))
+        if intervals_changed and self.scheduler.running:
+            self._schedule_checks()
+        self.apply_approvals()
+        return True
+
+    def apply_approvals(self) -> None:
+        """Swap candidates the config approves: listed ids (manual) or any waiting one (auto)."""
+        with session_scope(self.engine) as session:
+            waiting = list(session.exec(select(Candidate).where(Candidate.status.in_(APPROVABLE))))
+        for cand in waiting:
+            model = self.cfg.models.get(cand.model)
+            if model is None:
+                continue
+            approved = model.approval.mode == "auto" or cand.id in model.approval.approved
+            if approved and cand.status in APPROVABLE:
+                try:
+                    self._swap(cand.id, actor="config")
+                except SwapRefused as exc:
+                    log.error("approval_refused", candidate=cand.id, reason=str(exc))
+        for name, model in self.cfg.models.items():
+            for cid in model.approval.approved:
+                if not any(c.id == cid for c in waiting):
+                    self._explain_unswappable(name, cid)
+
+    def _explain_unswappable(self, name: str, candidate_id: str) -> None:
+        with session_scope(self.engine) as session:
+            cand = session.get(Candidate, candidate_id)
+        if cand is None:
+            log.warning("approval_unknown_candidate", model=name, candidate=candidate_id)
+        elif cand.status not in ("active", "retired", "rolled_back"):
+            log.warning(
+                "approval_not_possible",
+                model=name,
+                candidate=candidate_id,
+                status=cand.status,
+                reason="only validated candidates can be swapped in",
+            )
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, step_s: float = 0.2) -> bool:
+    """Poll until `predicate()` holds or the time is up (used by the demo and the tests)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step_s)
+    return predicate()
