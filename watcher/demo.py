@@ -137,7 +137,8 @@ class Traffic:
             hits = int((np.array(preds).astype(int) == truth).sum())
             self.tally.add(phase, version, hits, len(chunk))
             due = time.monotonic() + self.delay
-            self.pending.append((due, [(m["prediction_id"], int(t)) for m, t in zip(msgs, truth, strict=False)]))
+            labels = [(m["prediction_id"], int(t)) for m, t in zip(msgs, truth, strict=True)]
+            self.pending.append((due, labels))
             self.sent += len(chunk)
             self.flush_labels()
             time.sleep(batch / rate)
@@ -153,7 +154,36 @@ class Traffic:
         self.producer.flush()
 
 
-def _train_initial_model(folder: Path, console: Console) -> int:
+def write_config(
+    folder: Path,
+    bootstrap: str,
+    n_inputs: int,
+    *,
+    interval: float = 3,
+    mode: str = "auto",
+    group_id: str = "warden-demo",
+) -> Path:
+    """The demo's config file (the tests write theirs the same way)."""
+    config = folder / "warden.toml"
+    text = (
+        CONFIG_TEMPLATE.format(
+            config=config,
+            bootstrap=bootstrap,
+            model=MODEL,
+            n_inputs=n_inputs,
+            numeric=NUMERIC,
+            categorical=CATEGORICAL,
+            interval=interval,
+            mode=mode,
+        )
+        .replace("'", '"')
+        .replace('group_id = "warden-demo"', f'group_id = "{group_id}"')
+    )
+    config.write_text(text)
+    return config
+
+
+def train_initial_model(folder: Path, console: Console) -> int:
     reference = generate(4000, NORMAL, seed=0)
     reference.to_csv(folder / "reference.csv", index=False)
     encoder = FeatureEncoder.fit(reference, NUMERIC, CATEGORICAL)
@@ -231,7 +261,7 @@ def run_demo(
     console.print(f"embedded Kafka-compatible broker (Tansu) on {broker.bootstrap}")
     daemon = None
     try:
-        n_inputs = _train_initial_model(folder, console)
+        n_inputs = train_initial_model(folder, console)
         config = folder / "warden.toml"
         config.write_text(
             CONFIG_TEMPLATE.format(

@@ -1,0 +1,37 @@
+"""Shared test steps: a bootstrapped model and labelled traffic stored as intake stores it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from correctors.champion import bootstrap
+from correctors.runtime import OnnxModel
+from storage.db import make_engine
+from storage.intake import write_batch
+from storage.registry import ModelRegistry
+from watcher.config import load_config
+from watcher.demo import MODEL, write_config
+from watcher.messages import encode, parse_prediction
+from watcher.simulation import Shift, generate, prediction_messages
+
+
+def setup_model(workdir: Path, width: int, bootstrap_server: str = "127.0.0.1:9", **kw):
+    config = write_config(workdir, bootstrap_server, width, **kw)
+    cfg = load_config(config)
+    engine = make_engine(cfg.storage.url)
+    registry = ModelRegistry(cfg.storage.registry)
+    bootstrap(engine, registry, MODEL, cfg.models[MODEL])
+    return config, cfg, engine, registry
+
+
+def store_traffic(engine, registry, n: int, shift: Shift, seed: int, labelled: bool = True):
+    """Score rows with the ACTIVE version and store them (with labels) through the intake path."""
+    version = registry.active(MODEL)
+    frame = generate(n, shift, seed=seed)
+    preds, scores = OnnxModel.load(registry, MODEL, version).predict(frame)
+    msgs = prediction_messages(frame, MODEL, version, preds, scores)
+    if labelled:
+        for msg, label in zip(msgs, frame["label"], strict=True):
+            msg["label"] = int(label)
+    write_batch(engine, [parse_prediction(encode(m), 10**6) for m in msgs], [], [])
+    return frame

@@ -1,0 +1,62 @@
+"""Correction through real torch and ONNX: the gate validates a real fix, rejects a non-fix,
+keeps the full reference guard under covariate shift and excludes the contradicted region
+under concept shift."""
+
+import pytest
+
+from correctors.pipeline import train_candidate
+from correctors.swap import SwapRefused, swap
+from storage.queries import recent_window
+from tests.helpers import setup_model, store_traffic
+from watcher.demo import MODEL
+from watcher.simulation import COVARIATE_ONLY, NORMAL, SHIFTED
+
+
+def correct(cfg, engine, registry, **settings):
+    model = cfg.models[MODEL]
+    window = recent_window(engine, MODEL, 2000, labelled_only=True)
+    correction = model.correction.model_copy(update=settings)
+    return train_candidate(
+        engine,
+        registry,
+        MODEL,
+        model,
+        correction,
+        window,
+        drifted_columns=["utilization", "income"],
+    )
+
+
+def test_concept_shift_candidate_is_validated_and_names_the_excluded_region(workdir, trained):
+    _, cfg, engine, registry = setup_model(workdir, trained[1])
+    store_traffic(engine, registry, 2000, SHIFTED, seed=21)
+    cand = correct(cfg, engine, registry)
+    assert cand.status == "validated", cand.verdict["reasons"]
+    assert cand.candidate_metrics["recent_holdout_accuracy"] > 0.8
+    assert cand.champion_metrics["recent_holdout_accuracy"] < 0.5
+    shifted = cand.verdict["shifted_region"]
+    assert shifted["concept_shift"] and shifted["reference_excluded"] > 50
+    assert any("excluded" in r for r in cand.verdict["reasons"])
+    assert cand.verdict["parity_max_abs_diff"] < 1e-4
+    card = registry.card(MODEL, cand.version)
+    assert card["onnx_sha256"] == cand.onnx_sha256
+
+
+def test_covariate_shift_keeps_the_whole_reference_guarded(workdir, trained):
+    _, cfg, engine, registry = setup_model(workdir, trained[1])
+    store_traffic(engine, registry, 2000, COVARIATE_ONLY, seed=22)
+    cand = correct(cfg, engine, registry)
+    shifted = cand.verdict["shifted_region"]
+    assert not shifted["concept_shift"] and shifted["reference_excluded"] == 0
+    assert any("whole reference" in r for r in cand.verdict["reasons"])
+
+
+def test_candidate_no_better_than_the_champion_is_rejected_and_never_swapped(workdir, trained):
+    _, cfg, engine, registry = setup_model(workdir, trained[1])
+    store_traffic(engine, registry, 2000, NORMAL, seed=23)
+    cand = correct(cfg, engine, registry, min_improvement=0.05)
+    assert cand.status == "rejected"
+    assert any("does not beat" in r for r in cand.verdict["reasons"])
+    with pytest.raises(SwapRefused, match="only validated"):
+        swap(engine, registry, cand.id, actor="config")
+    assert registry.active(MODEL) == "v1"

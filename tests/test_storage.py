@@ -1,0 +1,77 @@
+"""Intake writes against SQLite and PostgreSQL: idempotent, labels find their predictions."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+
+from storage.db import make_engine
+from storage.intake import write_batch
+from storage.tables import DeadLetter, PendingLabel, Prediction
+
+
+def row(pid: str, label=None) -> dict:
+    return {
+        "prediction_id": pid,
+        "model": "m",
+        "model_version": "v1",
+        "ts": datetime.now(UTC),
+        "features": {"a": 1.0, "c": "x"},
+        "prediction": "1",
+        "scores": [0.3, 0.7],
+        "groups": {"sex": "F"},
+        "label": label,
+        "labelled_at": None,
+    }
+
+
+def counts(engine):
+    with engine.connect() as conn:
+        return (
+            conn.execute(select(func.count()).select_from(Prediction)).scalar_one(),
+            conn.execute(select(func.count(Prediction.label))).scalar_one(),
+            conn.execute(select(func.count()).select_from(PendingLabel)).scalar_one(),
+            conn.execute(select(func.count()).select_from(DeadLetter)).scalar_one(),
+        )
+
+
+def test_redelivered_batch_changes_nothing(db_url):
+    engine = make_engine(db_url)
+    batch = [row(f"p{i}") for i in range(50)]
+    first = write_batch(engine, batch, [], [])
+    second = write_batch(engine, batch + [row("p0")], [], [])
+    assert (first.predictions, second.predictions) == (50, 0)
+    assert counts(engine) == (50, 0, 0, 0)
+
+
+def test_label_before_prediction_is_parked_then_applied(db_url):
+    engine = make_engine(db_url)
+    write_batch(
+        engine,
+        [row("a")],
+        [{"prediction_id": "a", "label": "0"}, {"prediction_id": "late", "label": "1"}],
+        [],
+    )
+    assert counts(engine) == (1, 1, 1, 0)
+    applied = write_batch(engine, [row("late")], [], [])
+    assert applied.labels_applied == 1
+    assert counts(engine) == (2, 2, 0, 0)
+    with engine.connect() as conn:
+        label = conn.execute(
+            select(Prediction.label).where(Prediction.prediction_id == "late")
+        ).scalar_one()
+    assert label == "1"
+
+
+def test_dead_letters_are_stored_with_reason(db_url):
+    engine = make_engine(db_url)
+    dead = [
+        {
+            "topic": "t",
+            "partition": 0,
+            "offset": 7,
+            "reason": "not valid JSON",
+            "payload": "{oops \\x00",
+        }
+    ]
+    write_batch(engine, [row("ok")], [], dead)
+    assert counts(engine) == (1, 0, 0, 1)
