@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, func
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from storage.registry import ModelRegistry
 from storage.tables import Candidate, DeadLetter, Incident, Prediction
@@ -44,16 +44,13 @@ def render_status(cfg: WardenConfig, engine: Engine, registry: ModelRegistry, co
                 str(open_count),
             )
         dead = conn.execute(select(func.count()).select_from(DeadLetter)).scalar_one()
-        incidents = (
-            conn.execute(select(Incident).where(Incident.status == "open").order_by(Incident.id))
-            .scalars()
-            .all()
-        )
-        candidates = (
-            conn.execute(select(Candidate).order_by(Candidate.created_at.desc()).limit(20))
-            .scalars()
-            .all()
-        )
+    with Session(engine) as session:
+        incidents = session.exec(
+            select(Incident).where(Incident.status == "open").order_by(Incident.id)
+        ).all()
+        candidates = session.exec(
+            select(Candidate).order_by(Candidate.created_at.desc()).limit(20)
+        ).all()
     console.print(models)
     console.print(f"dead letters: {dead}")
 
