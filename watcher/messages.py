@@ -86,15 +86,20 @@ def _label_text(value: int | str | float) -> str:
     return str(value)
 
 
-def parse_prediction(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
-    """Return a row for the predictions table, or raise BadMessage."""
+def _validated(raw: bytes | None, max_bytes: int, schema: type[_Message]) -> Any:
+    """Decode one message and validate it against `schema`, or raise BadMessage."""
     data = _decode(raw, max_bytes)
     if not isinstance(data, dict):
         raise BadMessage(f"expected a JSON object, got {type(data).__name__}")
     try:
-        msg = PredictionLog.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as exc:
         raise BadMessage(_validation_reason(exc)) from exc
+
+
+def parse_prediction(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
+    """Return a row for the predictions table, or raise BadMessage."""
+    msg = _validated(raw, max_bytes, PredictionLog)
     ts = msg.ts.astimezone(UTC) if msg.ts.tzinfo else msg.ts.replace(tzinfo=UTC)
     label = None if msg.label is None else _label_text(msg.label)
     return {
@@ -113,13 +118,7 @@ def parse_prediction(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
 
 def parse_label(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
     """Return {prediction_id, label}, or raise BadMessage."""
-    data = _decode(raw, max_bytes)
-    if not isinstance(data, dict):
-        raise BadMessage(f"expected a JSON object, got {type(data).__name__}")
-    try:
-        msg = LabelMessage.model_validate(data)
-    except ValidationError as exc:
-        raise BadMessage(_validation_reason(exc)) from exc
+    msg = _validated(raw, max_bytes, LabelMessage)
     return {"prediction_id": msg.prediction_id, "label": _label_text(msg.label)}
 
 
