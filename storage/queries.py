@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from storage.tables import Prediction
 
@@ -45,11 +45,3 @@ def recent_window(
     base = pd.DataFrame([r[:-1] for r in rows], columns=COLUMNS)
     features = pd.DataFrame.from_records([r[-1] for r in rows])
     return pd.concat([base, features], axis=1)
-
-
-def count_predictions(engine: Engine, model: str | None = None) -> int:
-    query = select(func.count()).select_from(Prediction)
-    if model is not None:
-        query = query.where(Prediction.model == model)
-    with engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())

@@ -25,10 +25,8 @@ class Alerter:
     def __init__(self, cfg: WardenConfig, producer=None) -> None:
         self.cfg = cfg
         self.producer = producer if cfg.alerts.kafka else None
-        self.sent: list[dict[str, Any]] = []
 
     def send(self, alert: dict[str, Any]) -> None:
-        self.sent.append(alert)
         if self.cfg.alerts.log:
             log.warning("alert", **alert)
         if self.cfg.alerts.webhook_url:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import Engine
@@ -29,7 +29,6 @@ class IngestStats:
     batches: int = 0
     last_batch_at: float | None = None
     state: str = "starting"
-    errors: list[str] = field(default_factory=list)
 
 
 def split_batch(records, cfg: KafkaConfig) -> tuple[list[dict], list[dict], list[dict]]:

