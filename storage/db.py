@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import msgspec
 from sqlalchemy import Engine, create_engine, event
 from sqlmodel import Session, SQLModel
 
@@ -19,6 +20,11 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _json_dumps(value) -> str:
+    """JSON columns: msgspec encodes the features dict ~5x faster than the json module."""
+    return msgspec.json.encode(value).decode("utf-8")
+
+
 def make_engine(url: str, *, create: bool = True) -> Engine:
     """Create an engine (and the tables when `create`), tuned for concurrent intake and checks."""
     url = normalise_url(url)
@@ -26,7 +32,11 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            json_serializer=_json_dumps,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # WAL: readers never block the writer
@@ -36,7 +46,9 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=_json_dumps
+        )
     if create:
         SQLModel.metadata.create_all(engine)
     return engine

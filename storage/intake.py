@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -53,14 +54,13 @@ def write_batch(
         if predictions:
             unique = {p["prediction_id"]: p for p in predictions}
             rows = [{**p, "ingested_at": now} for p in unique.values()]
-            ids = list(unique)
-            existing = _existing_ids(conn, ids)
-            stmt = _insert(engine, PREDICTIONS)
-            stmt = stmt.on_conflict_do_nothing(index_elements=["prediction_id"])
-            for chunk in _chunks(rows):
-                conn.execute(stmt, chunk)
-            counts.predictions = len(set(ids) - existing)
-            counts.labels_applied += _apply_pending(conn, ids, now)
+            if engine.dialect.name == "postgresql":
+                new_ids = _copy_predictions(conn, rows)
+            else:
+                new_ids = _insert_predictions(conn, rows)
+            counts.predictions = len(new_ids)
+            if new_ids and _any_pending(conn):
+                counts.labels_applied += _apply_pending(conn, new_ids, now)
         if labels:
             latest = {lab["prediction_id"]: lab["label"] for lab in labels}
             known = _existing_ids(conn, list(latest))
@@ -92,6 +92,61 @@ def write_batch(
     return counts
 
 
+def _insert_predictions(conn, rows: list[dict]) -> list[str]:
+    """SQLite: executemany INSERT … ON CONFLICT DO NOTHING RETURNING the ids really inserted."""
+    stmt = sqlite.insert(PREDICTIONS).on_conflict_do_nothing(index_elements=["prediction_id"])
+    stmt = stmt.returning(PREDICTIONS.c.prediction_id)
+    new_ids: list[str] = []
+    for chunk in _chunks(rows):
+        new_ids.extend(conn.execute(stmt, chunk).scalars())
+    return new_ids
+
+
+_STAGE_COLUMNS = (
+    "prediction_id", "model", "model_version", "ts", "ingested_at", "features",
+    "prediction", "scores", "groups", "label", "labelled_at",
+)  # fmt: skip
+assert set(_STAGE_COLUMNS) == {c.name for c in PREDICTIONS.columns} - {"seq"}
+_TIMESTAMPS = {"ts", "ingested_at", "labelled_at"}
+_JSON_COLUMNS = {"features", "scores", "groups"}
+_STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS stage_predictions ("
+    + ", ".join(f"{c} {'timestamptz' if c in _TIMESTAMPS else 'text'}" for c in _STAGE_COLUMNS)
+    + ") ON COMMIT DELETE ROWS"
+)
+_STAGE_COPY = f"COPY stage_predictions ({', '.join(_STAGE_COLUMNS)}) FROM STDIN"
+_STAGE_MERGE = (
+    f"INSERT INTO predictions ({', '.join(_STAGE_COLUMNS)}) SELECT "
+    + ", ".join(f"{c}::json" if c in _JSON_COLUMNS else c for c in _STAGE_COLUMNS)
+    + " FROM stage_predictions ON CONFLICT (prediction_id) DO NOTHING RETURNING prediction_id"
+)
+
+
+def _json_text(value) -> str | None:
+    return None if value is None else msgspec.json.encode(value).decode()
+
+
+def _copy_predictions(conn, rows: list[dict]) -> list[str]:
+    """PostgreSQL: COPY into a per-connection temp table, then one INSERT … SELECT … ON
+    CONFLICT DO NOTHING RETURNING. ~5x faster than executemany (measured: bench/ingest.py)."""
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        cur.execute(_STAGE_DDL)
+        with cur.copy(_STAGE_COPY) as cp:
+            write = cp.write_row
+            for r in rows:  # the order of _STAGE_COLUMNS
+                write(
+                    (
+                        r["prediction_id"], r["model"], r["model_version"], r["ts"],
+                        r["ingested_at"], _json_text(r["features"]), r["prediction"],
+                        _json_text(r["scores"]), _json_text(r["groups"]), r["label"],
+                        r["labelled_at"],
+                    )
+                )  # fmt: skip
+        cur.execute(_STAGE_MERGE)
+        return [r[0] for r in cur.fetchall()]
+
+
 def _existing_ids(conn, ids: list[str]) -> set[str]:
     found: set[str] = set()
     for chunk in _chunks(ids):
@@ -100,6 +155,11 @@ def _existing_ids(conn, ids: list[str]) -> set[str]:
         )
         found.update(r[0] for r in rows)
     return found
+
+
+def _any_pending(conn) -> bool:
+    """Early labels are rare; skip the per-batch lookup when none are parked."""
+    return conn.execute(select(PENDING.c.prediction_id).limit(1)).first() is not None
 
 
 def _apply_pending(conn, ids: list[str], now) -> int:

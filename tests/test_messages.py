@@ -37,9 +37,13 @@ def test_good_prediction_parses():
         (raw(GOOD).replace(b"41", b"NaN"), "non-finite"),
         (raw(GOOD).replace(b"41", b"1e999"), "finite"),
         (b"\xff\xfe\x00junk", "UTF-8"),
-        (raw([1, 2, 3]), "JSON object"),
+        (raw([1, 2, 3]), "Expected `object`"),
         (raw({**GOOD, "features": {"x": "a" * 20_000}}), "exceeds"),
         (None, "empty"),
+        (raw({**GOOD, "prediction_id": ""}), "prediction_id"),
+        (raw({**GOOD, "scores": "high"}), "scores"),
+        (b'{"prediction_id": "\\ud800"}', "not valid JSON"),
+        (raw(GOOD).replace(b'"pro"', b'"a\\u0000b"'), "NUL"),
     ],
 )
 def test_bad_predictions_say_why(payload, reason):

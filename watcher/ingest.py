@@ -1,50 +1,76 @@
-"""The intake loop: poll a batch, validate each message, write the batch in one transaction,
-then commit offsets (at-least-once; storage is idempotent by prediction_id)."""
+"""The intake loop: poll a batch, decode it, store it in one transaction, then commit offsets.
+
+Polling and decoding batch N+1 overlap with the database write of batch N (one writer
+thread, at most one batch in flight), and offsets are committed only for batches whose
+transaction has committed: at-least-once, and storage is idempotent by prediction_id.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import structlog
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
-from tenacity import Retrying, retry_if_exception_type, wait_exponential
 
-from storage.intake import BatchCounts, write_batch
+from storage.intake import BatchCounts
+from watcher.batch_store import BatchStore, Item, Parsed
 from watcher.config import KafkaConfig
 from watcher.kafka_io import make_consumer
 from watcher.messages import BadMessage, dead_letter, parse_label, parse_prediction
 
 log = structlog.get_logger("warden.ingest")
+COMMIT_TIMEOUT_MS = 10_000
 
 
 @dataclass
 class IngestStats:
+    """What the intake has done; the daemon copies it into its heartbeat row for `status`."""
+
     consumed: int = 0
     predictions: int = 0
     labels: int = 0
     dead_letters: int = 0
     batches: int = 0
+    commit_failures: int = 0
+    first_batch_at: float | None = None
     last_batch_at: float | None = None
+    lag: int | None = None
+    partitions: list[str] = field(default_factory=list)
     state: str = "starting"
 
 
-def split_batch(records, cfg: KafkaConfig) -> tuple[list[dict], list[dict], list[dict]]:
+def split_batch(records, cfg: KafkaConfig) -> Parsed:
     """Decode and validate every record once; bad ones become dead-letter rows, never raise."""
-    predictions, labels, dead = [], [], []
-    for record in records:
+    parsed = Parsed()
+    append = parsed.items.append
+    labels_topic, limit = cfg.labels_topic, cfg.max_message_bytes
+    for r in records:
         try:
-            if record.topic == cfg.labels_topic:
-                labels.append(parse_label(record.value, cfg.max_message_bytes))
+            if r.topic == labels_topic:
+                row = parse_label(r.value, limit)
+                append(Item("label", row, r.topic, r.partition, r.offset, r.value))
             else:
-                predictions.append(parse_prediction(record.value, cfg.max_message_bytes))
+                row = parse_prediction(r.value, limit)
+                append(Item("prediction", row, r.topic, r.partition, r.offset, r.value))
         except BadMessage as exc:
-            dead.append(
-                dead_letter(record.topic, record.partition, record.offset, str(exc), record.value)
-            )
-    return predictions, labels, dead
+            row = dead_letter(r.topic, r.partition, r.offset, str(exc), r.value)
+            append(Item("dead", row, r.topic, r.partition, r.offset, r.value))
+    return parsed
+
+
+def next_offsets(records) -> dict[TopicPartition, OffsetAndMetadata]:
+    """The offsets to commit once these records are stored: last offset + 1 per partition."""
+    last: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        last[tp] = max(last.get(tp, -1), r.offset)
+    return {tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in last.items()}
 
 
 class Ingestor:
@@ -53,26 +79,18 @@ class Ingestor:
     def __init__(self, cfg: KafkaConfig, engine: Engine, stop: threading.Event) -> None:
         self.cfg, self.engine, self.stop_event = cfg, engine, stop
         self.stats = IngestStats()
+        self.store = BatchStore(engine, stop, on_state=self._set_state)
+        self._positions: dict[TopicPartition, int] = {}
 
-    def _write(self, predictions, labels, dead) -> BatchCounts | None:
-        """Retry the database until it answers; give up only when asked to stop (no commit)."""
-        for attempt in Retrying(
-            retry=retry_if_exception_type(OperationalError),
-            wait=wait_exponential(multiplier=0.2, max=5),
-            reraise=True,
-        ):
-            with attempt:
-                if attempt.retry_state.attempt_number > 1:
-                    self.stats.state = "database unavailable, retrying"
-                    log.warning("database_retry", attempt=attempt.retry_state.attempt_number)
-                    if self.stop_event.is_set():
-                        return None
-                return write_batch(self.engine, predictions, labels, dead)
-        return None
+    def _set_state(self, state: str) -> None:
+        if state != self.stats.state:
+            self.stats.state = state
 
     def run(self) -> None:
         consumer = make_consumer(self.cfg, [self.cfg.predictions_topic, self.cfg.labels_topic])
-        self.stats.state = "consuming"
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+        in_flight: tuple[Future, dict, int, int] | None = None
+        self._set_state("joining group")
         log.info(
             "ingest_started",
             topics=[self.cfg.predictions_topic, self.cfg.labels_topic],
@@ -83,22 +101,70 @@ class Ingestor:
                 batch = consumer.poll(
                     timeout_ms=self.cfg.poll_timeout_ms, max_records=self.cfg.max_poll_records
                 )
+                self._observe(consumer, batch)
                 records = [r for part in batch.values() for r in part]
+                if in_flight is not None and in_flight[0].done():  # commit as soon as written
+                    if not self._finish(consumer, in_flight):
+                        in_flight = None
+                        break
+                    in_flight = None
                 if not records:
                     continue
-                predictions, labels, dead = split_batch(records, self.cfg)
-                counts = self._write(predictions, labels, dead)
-                if counts is None:  # stopping while the database is down: no commit
-                    break
-                consumer.commit()
-                self._account(len(records), counts, len(labels))
+                if self.stats.first_batch_at is None:
+                    self.stats.first_batch_at = time.monotonic()
+                parsed = split_batch(records, self.cfg)
+                if in_flight is not None and not self._finish(consumer, in_flight):
+                    in_flight = None
+                    break  # stopping while the database is down: nothing more is committed
+                labels = sum(1 for i in parsed.items if i.kind == "label")
+                in_flight = (
+                    writer.submit(self.store.store, parsed),
+                    next_offsets(records),
+                    len(records),
+                    labels,
+                )
+            if in_flight is not None:  # graceful stop: finish the batch in hand, commit
+                self._finish(consumer, in_flight)
         finally:
+            writer.shutdown(wait=True)
             consumer.close(autocommit=False)
             self.stats.state = "stopped"
-            log.info(
-                "ingest_stopped",
-                **{k: v for k, v in self.stats.__dict__.items() if isinstance(v, int)},
-            )
+            log.info("ingest_stopped", **self._totals())
+
+    def _finish(self, consumer: KafkaConsumer, in_flight) -> bool:
+        """Wait for the batch being written, then commit its offsets. False: it was abandoned."""
+        future, offsets, consumed, labels = in_flight
+        counts: BatchCounts | None = future.result()
+        if counts is None:
+            return False
+        self._account(consumed, counts, labels)
+        try:
+            consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
+        except KafkaError as exc:  # a rebalance or an outage: the records come again, harmlessly
+            self.stats.commit_failures += 1
+            log.warning("commit_failed", error=repr(exc), partitions=len(offsets))
+        return True
+
+    def _observe(self, consumer: KafkaConsumer, batch) -> None:
+        """Track broker reachability, assignment and lag without extra requests."""
+        for tp, records in batch.items():
+            self._positions[tp] = records[-1].offset + 1
+        coordinator = getattr(consumer, "_coordinator", None)
+        if coordinator is not None and coordinator.coordinator_unknown():
+            if not self.stats.state.startswith("database"):
+                self._set_state("broker unreachable or group coordinator unknown; retrying")
+        elif self.stats.state not in ("consuming",) and not self.stats.state.startswith("database"):
+            self._set_state("consuming")
+        assigned = consumer.assignment()
+        self.stats.partitions = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)
+        lag, known = 0, False
+        for tp in assigned:
+            high = consumer.highwater(tp)
+            pos = self._positions.get(tp)
+            if high is not None and pos is not None:
+                lag += max(0, high - pos)
+                known = True
+        self.stats.lag = lag if known else None
 
     def _account(self, consumed: int, counts: BatchCounts, labels: int) -> None:
         s = self.stats
@@ -107,7 +173,7 @@ class Ingestor:
         s.labels += labels
         s.dead_letters += counts.dead_letters
         s.batches += 1
-        s.last_batch_at = time.time()
+        s.last_batch_at = time.monotonic()
         if counts.dead_letters:
             log.warning("dead_letters", count=counts.dead_letters)
         log.debug(
@@ -118,3 +184,6 @@ class Ingestor:
             labels_pending=counts.labels_pending,
             dead_letters=counts.dead_letters,
         )
+
+    def _totals(self) -> dict[str, int]:
+        return {k: v for k, v in self.stats.__dict__.items() if isinstance(v, int)}
