@@ -25,8 +25,11 @@ def _json_dumps(value) -> str:
     return msgspec.json.encode(value).decode("utf-8")
 
 
-def make_engine(url: str, *, create: bool = True) -> Engine:
-    """Create an engine (and the tables when `create`), tuned for concurrent intake and checks."""
+def make_engine(url: str, *, create: bool = True, lock_timeout_s: float = 30.0) -> Engine:
+    """Create an engine (and the tables when `create`), tuned for concurrent intake and checks.
+
+    `lock_timeout_s`: how long a SQLite write waits for a lock held elsewhere before it fails
+    (and the intake retries); on PostgreSQL it bounds the connect attempt."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -34,7 +37,7 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": lock_timeout_s},
             json_serializer=_json_dumps,
         )
 
@@ -43,11 +46,16 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(lock_timeout_s * 1000)}")
             cur.close()
     else:
         engine = create_engine(
-            url, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=_json_dumps
+            url,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=5,
+            json_serializer=_json_dumps,
+            connect_args={"connect_timeout": max(1, int(lock_timeout_s))},
         )
     if create:
         SQLModel.metadata.create_all(engine)

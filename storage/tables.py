@@ -142,3 +142,36 @@ class Event(SQLModel, table=True):
     actor: str = Field(max_length=32)
     subject: str | None = Field(default=None, max_length=160)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Lease(SQLModel, table=True):
+    """Who runs a model's checks and corrections (or retention) now. Several daemons share one
+    database; a lease row, renewed by its holder and taken over when it expires, makes sure
+    exactly one of them acts at a time without a home-made consensus."""
+
+    __tablename__ = "leases"
+
+    name: str = Field(max_length=160, primary_key=True)
+    holder: str = Field(max_length=200)
+    acquired_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class DaemonHeartbeat(SQLModel, table=True):
+    """Each running daemon's intake state, written every few seconds, for `warden status`."""
+
+    __tablename__ = "daemons"
+
+    id: str = Field(max_length=200, primary_key=True)
+    host: str = Field(max_length=200)
+    pid: int
+    started_at: datetime = Field(default_factory=utcnow)
+    heartbeat_at: datetime = Field(default_factory=utcnow)
+    state: str = Field(default="starting", sa_column=Column(Text, nullable=False))
+    consumed: int = 0
+    predictions: int = 0
+    labels: int = 0
+    dead_letters: int = 0
+    lag: int | None = None
+    partitions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    leases: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

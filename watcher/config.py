@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 
 from correctors.settings import CorrectionConfig, ModelDefinition, Strict
+from storage.retention import RetentionConfig
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
@@ -35,6 +36,10 @@ class StorageConfig(Strict):
     url: str = "sqlite:///warden.db"
     registry: Path = Path("registry")
     reports: Path = Path("reports")
+    retention: RetentionConfig = RetentionConfig()
+    lock_timeout_s: float = Field(
+        30.0, gt=0, description="SQLite lock wait / PostgreSQL connect timeout before a retry"
+    )
 
 
 class AlertsConfig(Strict):

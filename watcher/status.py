@@ -9,7 +9,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from storage.registry import ModelRegistry
-from storage.tables import Candidate, DeadLetter, Incident, Prediction
+from storage.tables import Candidate, DaemonHeartbeat, DeadLetter, Incident, Prediction, utcnow
 from watcher.config import WardenConfig
 
 
@@ -53,6 +53,7 @@ def render_status(cfg: WardenConfig, engine: Engine, registry: ModelRegistry, co
         ).all()
     console.print(models)
     console.print(f"dead letters: {dead}")
+    console.print(_daemons_table(engine))
 
     table = Table(title="Open incidents")
     for col in ("id", "model", "kind", "severity", "opened", "summary", "report"):
@@ -90,3 +91,36 @@ def render_status(cfg: WardenConfig, engine: Engine, registry: ModelRegistry, co
             "; ".join(cand.verdict.get("reasons", [])),
         )
     console.print(table)
+
+
+ALIVE_S = 30  # a daemon writes its heartbeat every 5 s
+
+
+def _daemons_table(engine: Engine) -> Table:
+    """Every daemon seen in the last day: its intake state, counts, lag, partitions, leases."""
+    from datetime import timedelta
+
+    now = utcnow()
+    with Session(engine) as session:
+        rows = session.exec(
+            select(DaemonHeartbeat)
+            .where(DaemonHeartbeat.heartbeat_at > now - timedelta(days=1))
+            .order_by(DaemonHeartbeat.started_at)
+        ).all()
+    table = Table(title="Daemons")
+    for col in ("daemon", "seen", "intake state", "consumed", "stored", "dead", "lag", "leases"):
+        table.add_column(col, overflow="fold")
+    for d in rows:
+        age = (now - d.heartbeat_at).total_seconds()
+        seen = f"{age:.0f}s ago" if age < ALIVE_S else f"[red]gone ({age:.0f}s ago)[/]"
+        table.add_row(
+            d.id,
+            seen,
+            d.state,
+            str(d.consumed),
+            str(d.predictions),
+            str(d.dead_letters),
+            _fmt(d.lag),
+            ", ".join(d.leases) or "-",
+        )
+    return table
