@@ -48,7 +48,7 @@ def write_batch(
     dead_letters: list[dict[str, Any]],
 ) -> BatchCounts:
     """Store a whole consumer batch in one transaction; safe to repeat (at-least-once delivery)."""
-    counts = BatchCounts(dead_letters=len(dead_letters))
+    counts = BatchCounts()
     now = utcnow()
     with engine.begin() as conn:
         if predictions:
@@ -88,7 +88,10 @@ def write_batch(
             counts.labels_applied += len(attach)
             counts.labels_pending = len(park)
         if dead_letters:
-            conn.execute(DEAD.insert(), [{**d, "received_at": now} for d in dead_letters])
+            stmt = _insert(engine, DEAD).on_conflict_do_nothing(index_elements=["fingerprint"])
+            stmt = stmt.returning(DEAD.c.id)
+            rows = [{**d, "received_at": now} for d in dead_letters]
+            counts.dead_letters = len(conn.execute(stmt, rows).all())
     return counts
 
 

@@ -45,11 +45,14 @@ class PendingLabel(SQLModel, table=True):
 
 
 class DeadLetter(SQLModel, table=True):
-    """A message that could not be stored as data, with where it came from and why."""
+    """A message that could not be stored as data, with where it came from and why.
+
+    `fingerprint` (its Kafka coordinates + payload hash) makes redelivery harmless here too."""
 
     __tablename__ = "dead_letters"
 
     id: int | None = Field(default=None, primary_key=True)
+    fingerprint: str = Field(max_length=64, unique=True)
     topic: str = Field(max_length=256)
     partition: int
     offset: int

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from storage.db import make_engine
 from storage.intake import write_batch
 from storage.tables import DeadLetter, PendingLabel, Prediction
+from watcher.messages import dead_letter
 
 
 def row(pid: str, label=None) -> dict:
@@ -64,14 +65,9 @@ def test_label_before_prediction_is_parked_then_applied(db_url):
 
 def test_dead_letters_are_stored_with_reason(db_url):
     engine = make_engine(db_url)
-    dead = [
-        {
-            "topic": "t",
-            "partition": 0,
-            "offset": 7,
-            "reason": "not valid JSON",
-            "payload": "{oops \\x00",
-        }
-    ]
-    write_batch(engine, [row("ok")], [], dead)
+    dead = [dead_letter("t", 0, 7, "not valid JSON", b"{oops \x00")]
+    assert write_batch(engine, [row("ok")], [], dead).dead_letters == 1
+    assert counts(engine) == (1, 0, 0, 1)
+    # the same message delivered again is not a second dead letter
+    assert write_batch(engine, [], [], dead).dead_letters == 0
     assert counts(engine) == (1, 0, 0, 1)

@@ -224,9 +224,6 @@ class Daemon:
             if job.id.startswith("check:"):
                 job.remove()
         for name, model in self.cfg.models.items():
-            self.checkers.setdefault(
-                name, ModelChecker(name, self.engine, self.registry, self.cfg.storage.reports)
-            )
             self.scheduler.add_job(
                 self.check_model,
                 "interval",
@@ -235,6 +232,13 @@ class Daemon:
                 seconds=model.checks.interval_seconds,
             )
 
+    def _checker(self, name: str) -> ModelChecker:
+        """One per model, kept between rounds (it caches reference-side work)."""
+        if name not in self.checkers:
+            reports = self.cfg.storage.reports
+            self.checkers[name] = ModelChecker(name, self.engine, self.registry, reports)
+        return self.checkers[name]
+
     def check_model(self, name: str) -> None:
         """One scheduled round for a model: checks → incidents → alerts → maybe a correction."""
         model = self.cfg.models.get(name)
@@ -242,7 +246,7 @@ class Daemon:
             return
         try:
             self._ensure_bootstrapped(name, model)
-            outcomes = self.checkers[name].run(model)
+            outcomes = self._checker(name).run(model)
             for out in outcomes:
                 log.info(
                     "check",

@@ -8,6 +8,7 @@ except BadMessage.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -120,7 +121,9 @@ def parse_label(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
 def dead_letter(topic: str, partition: int, offset: int, reason: str, raw: bytes | None) -> dict:
     """A dead-letter row: where the message was, why it failed, and a truncated copy."""
     text = "" if raw is None else raw[: PAYLOAD_KEEP * 4].decode("utf-8", errors="replace")
+    where = f"{topic}:{partition}:{offset}:".encode()
     return {
+        "fingerprint": hashlib.sha256(where + (raw or b"")).hexdigest(),
         "topic": topic,
         "partition": partition,
         "offset": offset,
