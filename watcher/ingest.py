@@ -73,6 +73,16 @@ def next_offsets(records) -> dict[TopicPartition, OffsetAndMetadata]:
     return {tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in last.items()}
 
 
+@dataclass
+class InFlight:
+    """The one batch being written while the next is polled and decoded."""
+
+    future: Future
+    offsets: dict[TopicPartition, OffsetAndMetadata]
+    records: int
+    labels: int
+
+
 class Ingestor:
     """Runs in its own thread; `stop` finishes the batch in hand, commits and returns."""
 
@@ -89,7 +99,7 @@ class Ingestor:
     def run(self) -> None:
         consumer = make_consumer(self.cfg, [self.cfg.predictions_topic, self.cfg.labels_topic])
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
-        in_flight: tuple[Future, dict, int, int] | None = None
+        in_flight: InFlight | None = None
         self._set_state("joining group")
         log.info(
             "ingest_started",
@@ -103,26 +113,20 @@ class Ingestor:
                 )
                 self._observe(consumer, batch)
                 records = [r for part in batch.values() for r in part]
-                if in_flight is not None and in_flight[0].done():  # commit as soon as written
-                    if not self._finish(consumer, in_flight):
-                        in_flight = None
-                        break
-                    in_flight = None
-                if not records:
-                    continue
-                if self.stats.first_batch_at is None:
-                    self.stats.first_batch_at = time.monotonic()
-                parsed = split_batch(records, self.cfg)
-                if in_flight is not None and not self._finish(consumer, in_flight):
-                    in_flight = None
-                    break  # stopping while the database is down: nothing more is committed
-                labels = sum(1 for i in parsed.items if i.kind == "label")
-                in_flight = (
-                    writer.submit(self.store.store, parsed),
-                    next_offsets(records),
-                    len(records),
-                    labels,
-                )
+                parsed = split_batch(records, self.cfg) if records else None  # overlaps the write
+                if in_flight is not None and (parsed is not None or in_flight.future.done()):
+                    written, in_flight = self._finish(consumer, in_flight), None
+                    if not written:
+                        break  # stopping while the database is down: nothing more is committed
+                if parsed is not None:
+                    if self.stats.first_batch_at is None:
+                        self.stats.first_batch_at = time.monotonic()
+                    in_flight = InFlight(
+                        writer.submit(self.store.store, parsed),
+                        next_offsets(records),
+                        len(records),
+                        sum(1 for i in parsed.items if i.kind == "label"),
+                    )
             if in_flight is not None:  # graceful stop: finish the batch in hand, commit
                 self._finish(consumer, in_flight)
         finally:
@@ -131,18 +135,17 @@ class Ingestor:
             self.stats.state = "stopped"
             log.info("ingest_stopped", **self._totals())
 
-    def _finish(self, consumer: KafkaConsumer, in_flight) -> bool:
+    def _finish(self, consumer: KafkaConsumer, batch: InFlight) -> bool:
         """Wait for the batch being written, then commit its offsets. False: it was abandoned."""
-        future, offsets, consumed, labels = in_flight
-        counts: BatchCounts | None = future.result()
+        counts: BatchCounts | None = batch.future.result()
         if counts is None:
             return False
-        self._account(consumed, counts, labels)
+        self._account(batch.records, counts, batch.labels)
         try:
-            consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
+            consumer.commit(batch.offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except KafkaError as exc:  # a rebalance or an outage: the records come again, harmlessly
             self.stats.commit_failures += 1
-            log.warning("commit_failed", error=repr(exc), partitions=len(offsets))
+            log.warning("commit_failed", error=repr(exc), partitions=len(batch.offsets))
         return True
 
     def _observe(self, consumer: KafkaConsumer, batch) -> None:
