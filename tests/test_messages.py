@@ -44,6 +44,8 @@ def test_good_prediction_parses():
         (raw({**GOOD, "scores": "high"}), "scores"),
         (b'{"prediction_id": "\\ud800"}', "not valid JSON"),
         (raw(GOOD).replace(b'"pro"', b'"a\\u0000b"'), "NUL"),
+        (raw(GOOD).replace(b'"pro"', b'"a\xffb"'), "UTF-8"),  # inside a string
+        (raw({**GOOD, "ts": "9999-12-31T23:30:00-02:00"}), "out of range"),
     ],
 )
 def test_bad_predictions_say_why(payload, reason):
@@ -55,3 +57,5 @@ def test_labels():
     assert parse_label(raw({"prediction_id": "p1", "label": 1.0}), 1000)["label"] == "1"
     with pytest.raises(BadMessage, match="label"):
         parse_label(raw({"prediction_id": "p1"}), 1000)
+    with pytest.raises(BadMessage, match="UTF-8"):
+        parse_label(b'{"prediction_id": "x\xff", "label": 1}', 1000)

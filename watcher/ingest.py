@@ -26,6 +26,8 @@ from watcher.messages import BadMessage, dead_letter, parse_label, parse_predict
 
 log = structlog.get_logger("warden.ingest")
 COMMIT_TIMEOUT_MS = 10_000
+WATCH_INTERVAL_S = 0.5
+SILENT_HEARTBEATS = 3  # unanswered heartbeat intervals before the broker counts as unreachable
 
 
 @dataclass
@@ -61,6 +63,11 @@ def split_batch(records, cfg: KafkaConfig) -> Parsed:
         except BadMessage as exc:
             row = dead_letter(r.topic, r.partition, r.offset, str(exc), r.value)
             append(Item("dead", row, r.topic, r.partition, r.offset, r.value))
+        except Exception as exc:  # a decoder bug must not block the partition either
+            log.error("decoder_error", topic=r.topic, partition=r.partition, offset=r.offset)
+            reason = f"unexpected decoding error: {exc!r}"
+            row = dead_letter(r.topic, r.partition, r.offset, reason, r.value)
+            append(Item("dead", row, r.topic, r.partition, r.offset, r.value))
     return parsed
 
 
@@ -71,6 +78,28 @@ def next_offsets(records) -> dict[TopicPartition, OffsetAndMetadata]:
         tp = TopicPartition(r.topic, r.partition)
         last[tp] = max(last.get(tp, -1), r.offset)
     return {tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in last.items()}
+
+
+def broker_problem(consumer: KafkaConsumer, cfg: KafkaConfig) -> str | None:
+    """Why the broker looks unreachable, or None; asked after every poll."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is not None and coordinator.coordinator_unknown():
+        return "broker unreachable or group coordinator unknown; retrying"
+    return silent_broker(consumer, cfg)
+
+
+def silent_broker(consumer: KafkaConsumer, cfg: KafkaConfig) -> str | None:
+    """A frozen or cut-off broker, told from unanswered group heartbeats. Read-only, so the
+    watchdog may ask from its own thread while a poll is blocked; kafka-python by itself
+    notices a broker that keeps its sockets open only after request_timeout_ms (30 s)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    heartbeat = getattr(coordinator, "heartbeat", None)
+    if heartbeat is None or not coordinator.stable():  # heartbeats flow only once joined
+        return None
+    silent_s = time.monotonic() - max(heartbeat.last_receive, heartbeat.last_reset)
+    if silent_s > SILENT_HEARTBEATS * cfg.heartbeat_interval_ms / 1000:
+        return f"broker unreachable: no answer for {silent_s:.0f} s; retrying"
+    return None
 
 
 @dataclass
@@ -96,9 +125,23 @@ class Ingestor:
         if state != self.stats.state:
             self.stats.state = state
 
+    def _watch(self, consumer: KafkaConsumer, done: threading.Event) -> None:
+        """Reports a silent broker while a poll is blocked on it (the loop cannot)."""
+        while not done.wait(WATCH_INTERVAL_S):
+            problem = silent_broker(consumer, self.cfg)
+            if problem and not self.stats.state.startswith("database"):
+                if not self.stats.state.startswith("broker"):
+                    log.warning("broker_unreachable", state=problem)
+                self._set_state(problem)
+
     def run(self) -> None:
         consumer = make_consumer(self.cfg, [self.cfg.predictions_topic, self.cfg.labels_topic])
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+        watch_done = threading.Event()
+        watchdog = threading.Thread(
+            target=self._watch, args=(consumer, watch_done), name="ingest-watch", daemon=True
+        )
+        watchdog.start()
         in_flight: InFlight | None = None
         self._set_state("joining group")
         log.info(
@@ -130,6 +173,8 @@ class Ingestor:
             if in_flight is not None:  # graceful stop: finish the batch in hand, commit
                 self._finish(consumer, in_flight)
         finally:
+            watch_done.set()
+            watchdog.join()
             writer.shutdown(wait=True)
             consumer.close(autocommit=False)
             self.stats.state = "stopped"
@@ -152,12 +197,13 @@ class Ingestor:
         """Track broker reachability, assignment and lag without extra requests."""
         for tp, records in batch.items():
             self._positions[tp] = records[-1].offset + 1
-        coordinator = getattr(consumer, "_coordinator", None)
-        if coordinator is not None and coordinator.coordinator_unknown():
-            if not self.stats.state.startswith("database"):
-                self._set_state("broker unreachable or group coordinator unknown; retrying")
-        elif self.stats.state not in ("consuming",) and not self.stats.state.startswith("database"):
-            self._set_state("consuming")
+        problem = broker_problem(consumer, self.cfg)
+        if not self.stats.state.startswith("database"):  # a database outage is the one to show
+            if problem and not self.stats.state.startswith("broker"):
+                log.warning("broker_unreachable", state=problem)
+            elif not problem and self.stats.state.startswith("broker"):
+                log.info("broker_reachable_again")
+            self._set_state(problem or "consuming")
         assigned = consumer.assignment()
         self.stats.partitions = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)
         lag, known = 0, False

@@ -64,6 +64,8 @@ def _decode(raw: bytes | None, max_bytes: int, decoder: msgspec.json.Decoder) ->
         raise BadMessage(f"schema: {exc}{hint}") from exc
     except msgspec.DecodeError as exc:
         raise BadMessage(_decode_reason(raw, exc)) from exc
+    except UnicodeError as exc:  # msgspec raises this bare for bad UTF-8 inside a string
+        raise BadMessage(f"not UTF-8: {exc}") from exc
 
 
 def _decode_reason(raw: bytes, exc: msgspec.DecodeError) -> str:
@@ -96,7 +98,10 @@ def parse_prediction(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
     """Return a row for the predictions table, or raise BadMessage."""
     msg: PredictionLog = _decode(raw, max_bytes, _PREDICTION)
     _check_finite(msg)
-    ts = msg.ts.astimezone(UTC) if msg.ts.tzinfo else msg.ts.replace(tzinfo=UTC)
+    try:
+        ts = msg.ts.astimezone(UTC) if msg.ts.tzinfo else msg.ts.replace(tzinfo=UTC)
+    except OverflowError as exc:
+        raise BadMessage(f"schema: ts {msg.ts.isoformat()} is out of range in UTC") from exc
     label = None if msg.label is None else _label_text(msg.label)
     return {
         "prediction_id": msg.prediction_id,
