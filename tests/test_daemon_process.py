@@ -43,6 +43,9 @@ alerts_topic = "{kafka_cfg.alerts_topic}"
 url = "{db_url}"
 registry = "registry"
 reports = "reports"
+
+[http]
+port = 0
 """
     )
     return path

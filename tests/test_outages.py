@@ -362,6 +362,9 @@ heartbeat_interval_ms = {cfg.heartbeat_interval_ms}
 url = "sqlite:///warden.db"
 registry = "registry"
 reports = "reports"
+
+[http]
+port = 0
 """,
         encoding="utf-8",
     )

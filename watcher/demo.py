@@ -59,6 +59,9 @@ reports = "reports"
 log = true
 kafka = true
 
+[http]
+port = 0  # any free port; the daemon logs the address (9464 is the production default)
+
 [models.{model}]
 factory = "correctors.zoo:mlp_classifier"
 factory_kwargs = {{ n_inputs = {n_inputs}, n_classes = 2 }}
