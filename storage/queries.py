@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 from sqlalchemy import Engine, select
 
@@ -19,6 +21,8 @@ def recent_window(
     labelled_only: bool = False,
     start_seq: int | None = None,
     end_seq: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> pd.DataFrame:
     """The last `size` predictions of a model (optionally one version / a seq range), oldest first.
 
@@ -36,6 +40,10 @@ def recent_window(
         query = query.where(t.seq >= start_seq)
     if end_seq is not None:
         query = query.where(t.seq <= end_seq)
+    if since is not None:
+        query = query.where(t.ts >= since)
+    if until is not None:
+        query = query.where(t.ts < until)
     query = query.order_by(t.seq.desc()).limit(size)
     with engine.connect() as conn:
         rows = conn.execute(query).all()

@@ -103,6 +103,11 @@ class Incident(SQLModel, table=True):
     report_path: str | None = None
     candidate_id: str | None = Field(default=None, max_length=160)
     clean_checks: int = 0
+    flagged_ids: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, default=list)
+    )  # the samples a correction should target (capped by checks.max_flagged_ids)
+    reopened: int = 0  # times it failed again within the cooldown after resolving
+    alerted_at: datetime | None = None
     opened_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     resolved_at: datetime | None = None

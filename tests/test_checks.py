@@ -22,7 +22,7 @@ def test_clean_window_opens_nothing(workdir, trained):
     _, cfg, engine, registry = setup_model(workdir, trained[1])
     store_traffic(engine, registry, 1500, NORMAL, seed=11)
     outcomes, changes = run_checks(cfg, engine, registry)
-    assert [o.passed for o in outcomes] == [True, True], [o.summary for o in outcomes]
+    assert [o.passed for o in outcomes] == [True, True, True], [o.summary for o in outcomes]
     assert changes == []
     assert not list((workdir / "reports").rglob("*.html"))
 
@@ -43,7 +43,7 @@ def test_drifted_window_opens_one_incident_with_report(workdir, trained):
     assert [c.opened for c in again] == [False]
     with Session(engine) as s:
         assert len(s.exec(select(Incident)).all()) == 1
-        assert len(s.exec(select(CheckRun)).all()) == 4
+        assert len(s.exec(select(CheckRun)).all()) == 6  # drift, error, bias × 2
 
 
 def test_concept_shift_fails_the_quality_check(workdir, trained):

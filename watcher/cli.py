@@ -54,14 +54,47 @@ def run(config: Path = ConfigOption, log_level: str = "INFO") -> None:
 
 
 @app.command()
-def status(config: Path = ConfigOption) -> None:
-    """Models, active versions, open incidents and candidates, from storage."""
+def status(
+    config: Path = ConfigOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the status document as JSON."),
+) -> None:
+    """Models, active versions, last checks, daemons, open incidents and candidates."""
     from storage.db import make_engine
     from storage.registry import ModelRegistry
-    from watcher.status import render_status
+    from watcher.status import render_status_document, status_document
 
     cfg = _load(config)
-    render_status(cfg, make_engine(cfg.storage.url), ModelRegistry(cfg.storage.registry), console)
+    doc = status_document(cfg, make_engine(cfg.storage.url), ModelRegistry(cfg.storage.registry))
+    if as_json:
+        _print_json(doc)
+    else:
+        render_status_document(doc, console)
+
+
+@app.command()
+def incidents(
+    config: Path = ConfigOption,
+    open_only: bool = typer.Option(False, "--open", help="Only the open incidents."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Only this model's."),
+    as_json: bool = typer.Option(False, "--json", help="Print the incidents as JSON."),
+) -> None:
+    """Incidents (drift, error, bias): severity, status, report, candidate."""
+    from storage.db import make_engine
+    from watcher.status import incidents_document, render_incidents
+
+    cfg = _load(config)
+    rows = incidents_document(make_engine(cfg.storage.url), open_only=open_only, model=model)
+    if as_json:
+        _print_json(rows)
+    else:
+        render_incidents(rows, console)
+
+
+def _print_json(value) -> None:
+    """Plain JSON on stdout (no rich markup or wrapping), for scripts and `jq`."""
+    import json
+
+    typer.echo(json.dumps(value, indent=2, allow_nan=False))
 
 
 @app.command()

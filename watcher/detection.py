@@ -1,14 +1,22 @@
-"""Scheduled checks with Evidently: data and prediction drift over the window, and quality once
-labels arrive. Evidently is imported here, lazily: it costs ~3 s and ~290 MB at import."""
+"""Scheduled checks of one model's traffic against its reference, with Evidently:
+
+- **drift**: per-column data drift and prediction drift;
+- **error**: quality once labels arrive, with the slices where errors concentrate;
+- **bias**: per-group quality and outcome rates, and the gaps between groups.
+
+Thresholds are calibrated on the reference by default (see `calibration.py`), or fixed in
+config. Evidently is imported lazily inside the helpers: it costs ~3 s and ~290 MB at import.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
@@ -16,14 +24,28 @@ from correctors.champion import load_reference
 from correctors.runtime import OnnxModel
 from storage.queries import recent_window
 from storage.registry import ModelRegistry
+from watcher.calibration import Calibration, NormalRange, calibrate, size_bucket
 from watcher.config import ModelConfig
+from watcher.drift import run_drift
+from watcher.quality import (
+    HEADLINE,
+    LOWER_IS_BETTER,
+    direct_quality,
+    evidently_quality,
+    gaps,
+    group_quality,
+)
+from watcher.slices import bin_edges, find_error_slices
+
+KINDS = ("drift", "error", "bias")
+GROUP_PREFIX = "groups."
 
 
 @dataclass
 class CheckOutcome:
     """One check's verdict and figures; a failed one becomes (or updates) an incident."""
 
-    kind: str  # "drift" | "error"
+    kind: str  # "drift" | "error" | "bias"
     version: str
     passed: bool
     rows: int
@@ -35,181 +57,407 @@ class CheckOutcome:
     report_path: Path | None = None
     seq_range: tuple[int | None, int | None] = (None, None)
     duration_s: float = 0.0
+    flagged_ids: list[str] = field(default_factory=list)
+
+    def skip(self, reason: str) -> CheckOutcome:
+        self.skipped_reason = reason
+        return self
 
 
 @dataclass
-class _Baseline:
-    frame: pd.DataFrame  # features, `prediction` by the serving version, `target`
-    accuracy: float
+class Baseline:
+    """The reference side for one serving version, computed once."""
+
+    frame: pd.DataFrame  # features, `prediction` by the serving version, `target`, groups.*
+    quality: dict[str, float]
+    source: str
+    edges: dict[str, np.ndarray]
+    calibrations: dict[int, Calibration] = field(default_factory=dict)
 
 
 class ModelChecker:
-    """Runs a model's checks; caches the reference side per serving version."""
+    """Runs a model's checks; caches the reference side (and its calibrations) per version."""
 
     def __init__(self, name: str, engine: Engine, registry: ModelRegistry, reports: Path) -> None:
         self.name, self.engine, self.registry = name, engine, registry
         self.reports = Path(reports) / name
-        self._baselines: dict[str, _Baseline] = {}
+        self._baselines: dict[str, Baseline] = {}
         self._serving: dict[str, OnnxModel] = {}
 
-    def _serving_model(self, version: str) -> OnnxModel:
+    # -- inputs -----------------------------------------------------------------------------
+    def serving_model(self, version: str) -> OnnxModel:
         if version not in self._serving:
             self._serving = {version: OnnxModel.load(self.registry, self.name, version)}
         return self._serving[version]
 
-    def _baseline(self, cfg: ModelConfig, version: str) -> _Baseline:
-        """Reference side for this version: the reference set, or the window it was tuned on."""
-        if version not in self._baselines:
-            card = self.registry.card(self.name, version)
-            spec = card.get("baseline", {}).get("drift_reference", {"kind": "reference"})
-            if spec.get("kind") == "window":
-                frame = recent_window(
-                    self.engine,
-                    self.name,
-                    cfg.checks.window * 4,
-                    start_seq=spec["start_seq"],
-                    end_seq=spec["end_seq"],
-                )
-            else:
-                frame = load_reference(cfg)
-            serving = self._serving_model(version)
-            preds, _ = serving.predict(frame)
-            frame = frame[cfg.features].copy()
-            frame["prediction"] = preds
-            self._baselines = {version: _Baseline(frame, float(card["baseline"]["accuracy"]))}
-        return self._baselines[version]
+    def window(self, cfg: ModelConfig) -> pd.DataFrame:
+        """The current window: the last N predictions, or those of the last T minutes."""
+        since = None
+        if cfg.checks.window_minutes is not None:
+            since = datetime.now(UTC) - timedelta(minutes=cfg.checks.window_minutes)
+        return with_group_columns(
+            recent_window(self.engine, self.name, cfg.checks.window, since=since)
+        )
 
-    def run(self, cfg: ModelConfig) -> list[CheckOutcome]:
+    def baseline(self, cfg: ModelConfig, version: str) -> Baseline:
+        """Reference side for this version: the reference set, a pinned earlier window, or the
+        window a corrected version was tuned on (its card says so)."""
+        if version in self._baselines:
+            return self._baselines[version]
+        card = self.registry.card(self.name, version)
+        spec = card.get("baseline", {}).get("drift_reference", {"kind": "reference"})
+        pinned = cfg.checks.pinned_reference
+        if pinned is not None:
+            frame = self._stored(cfg, since=pinned.start, until=pinned.end)
+            source = f"pinned window {pinned.start.isoformat()} – {pinned.end.isoformat()}"
+        elif spec.get("kind") == "window":
+            frame = self._stored(cfg, start_seq=spec["start_seq"], end_seq=spec["end_seq"])
+            source = f"tuning window seq {spec['start_seq']}–{spec['end_seq']}"
+        else:
+            frame = load_reference(cfg)
+            for attribute in cfg.checks.group_attributes or frame.columns:
+                if attribute in frame and attribute not in cfg.features:
+                    frame[GROUP_PREFIX + attribute] = frame[attribute]
+            source = f"reference set {cfg.reference.name}"
+        frame = frame.reset_index(drop=True)
+        preds, _ = self.serving_model(version).predict(frame)
+        out = frame[[*cfg.features, *[c for c in frame if c.startswith(GROUP_PREFIX)]]].copy()
+        out["prediction"] = preds
+        out["target"] = frame["label"].astype(str)
+        classes = self.serving_model(version).classes
+        edges = {c: bin_edges(out[c], cfg.checks.slice_bins) for c in cfg.numeric_features}
+        base = Baseline(out, direct_quality(out, cfg.task, classes), source, edges)
+        self._baselines = {version: base}
+        return base
+
+    def _stored(self, cfg: ModelConfig, **where) -> pd.DataFrame:
+        frame = with_group_columns(
+            recent_window(
+                self.engine, self.name, cfg.checks.window * 4, labelled_only=True, **where
+            )
+        )
+        if len(frame) < 2 * cfg.checks.min_rows:
+            raise ValueError(
+                f"models.{self.name}.checks: the reference window has {len(frame)} labelled "
+                f"rows, fewer than 2 × min_rows"
+            )
+        return frame
+
+    def calibration(self, cfg: ModelConfig, version: str, rows: int) -> Calibration | None:
+        """Normal ranges for windows of about `rows` rows (cached per size bucket)."""
+        checks = cfg.checks
+        base = self.baseline(cfg, version)
+        if checks.thresholds != "calibrated" or len(base.frame) < 2 * checks.min_rows:
+            return None
+        bucket = size_bucket(rows)
+        if bucket not in base.calibrations:
+            classes = self.serving_model(version).classes
+            attributes = [c for c in base.frame if c.startswith(GROUP_PREFIX)]
+            numeric, categorical = self._drift_columns(cfg)
+
+            def quality(chunk: pd.DataFrame) -> dict[str, float]:
+                return direct_quality(chunk, cfg.task, classes)
+
+            def group_gaps(chunk: pd.DataFrame) -> dict[str, dict[str, float]]:
+                return {
+                    a: {g: v["value"] for g, v in direct_gaps(chunk, a, cfg, classes).items()}
+                    for a in attributes
+                }
+
+            base.calibrations[bucket] = calibrate(
+                base.frame,
+                bucket,
+                rounds=checks.calibration_rounds,
+                sigmas=checks.calibration_sigmas,
+                drift=lambda chunk, rest: (
+                    run_drift(
+                        chunk,
+                        rest,
+                        numeric,
+                        categorical,
+                        method=checks.drift_method,
+                        threshold=checks.drift_threshold,
+                    ).columns
+                ),
+                quality=quality,
+                group_gaps=group_gaps,
+            )
+        return base.calibrations[bucket]
+
+    def _drift_columns(self, cfg: ModelConfig) -> tuple[list[str], list[str]]:
+        if cfg.task == "regression":
+            return [*cfg.numeric_features, "prediction"], list(cfg.categorical_features)
+        return list(cfg.numeric_features), [*cfg.categorical_features, "prediction"]
+
+    # -- the round --------------------------------------------------------------------------
+    def run(self, cfg: ModelConfig, kinds: tuple[str, ...] = KINDS) -> list[CheckOutcome]:
         version = self.registry.active(self.name)
         if version is None:
             return []
-        window = recent_window(self.engine, self.name, cfg.checks.window)
-        return [self._drift(cfg, version, window), self._quality(cfg, version, window)]
+        window = self.window(cfg)
+        checks = {"drift": self.drift, "error": self.error, "bias": self.bias}
+        outcomes = []
+        for kind in kinds:
+            started = time.perf_counter()
+            outcome = checks[kind](cfg, version, window)
+            outcome.duration_s = time.perf_counter() - started
+            outcomes.append(outcome)
+        return outcomes
+
+    def labelled(self, cfg: ModelConfig, version: str, window: pd.DataFrame) -> pd.DataFrame:
+        """Rows of the window served by `version` whose label has arrived."""
+        served = window[(window["label"].notna()) & (window["model_version"] == version)].copy()
+        served["target"] = served["label"].astype(str)
+        served["prediction"] = served["prediction"].astype(str)
+        return served
 
     # -- drift ------------------------------------------------------------------------------
-    def _definition(self, cfg: ModelConfig, classes: list[str] | None = None):
-        from evidently import BinaryClassification, DataDefinition, MulticlassClassification
-
-        classification = None
-        if classes is not None:
-            if len(classes) == 2:
-                task = BinaryClassification(
-                    target="target", prediction_labels="prediction", pos_label=classes[-1]
-                )
-            else:
-                task = MulticlassClassification(target="target", prediction_labels="prediction")
-            classification = [task]
-        return DataDefinition(
-            numerical_columns=list(cfg.numeric_features),
-            categorical_columns=[*cfg.categorical_features, "prediction"],
-            classification=classification,
-        )
-
-    def _drift(self, cfg: ModelConfig, version: str, window: pd.DataFrame) -> CheckOutcome:
-        started = time.perf_counter()
+    def drift(self, cfg: ModelConfig, version: str, window: pd.DataFrame) -> CheckOutcome:
+        checks = cfg.checks
         outcome = CheckOutcome("drift", version, passed=True, rows=len(window))
-        outcome.seq_range = _seq_range(window)
-        if len(window) < cfg.checks.min_rows:
-            outcome.skipped_reason = (
-                f"window has {len(window)} rows < min_rows {cfg.checks.min_rows}"
-            )
-            return outcome
-        from evidently import Dataset, Report
-        from evidently.metrics import ValueDrift
-        from evidently.presets import DataDriftPreset
-
-        base = self._baseline(cfg, version)
+        outcome.seq_range = seq_range(window)
+        if len(window) < checks.min_rows:
+            return outcome.skip(f"window has {len(window)} rows < min_rows {checks.min_rows}")
+        base = self.baseline(cfg, version)
+        numeric, categorical = self._drift_columns(cfg)
         current = window[cfg.features].copy()
         current["prediction"] = window["prediction"].astype(str)
-        definition = self._definition(cfg)
-        report = Report(
-            [
-                DataDriftPreset(columns=cfg.features, drift_share=cfg.checks.drift_share),
-                ValueDrift(column="prediction"),
-            ],
-            include_tests=True,
+        result = run_drift(
+            current,
+            base.frame,
+            numeric,
+            categorical,
+            method=checks.drift_method,
+            threshold=checks.drift_threshold,
         )
-        snapshot = report.run(
-            Dataset.from_pandas(current, data_definition=definition),
+        cal = self.calibration(cfg, version, len(window))
+        columns: dict[str, dict] = {}
+        for col, found in result.columns.items():
+            normal = cal.columns.get(col) if cal is not None else None
+            comparable = normal is not None and cal.methods.get(col) == found.method
+            drifted = found.magnitude > normal.high if comparable else found.evidently_drifted
+            columns[col] = {
+                "score": found.score,
+                "method": found.method,
+                "magnitude": found.magnitude,
+                "drifted": bool(drifted),
+                "normal_high": normal.high if comparable else None,
+                "sigmas": normal.sigmas_above(found.magnitude) if comparable else None,
+            }
+        drifted = sorted(
+            (c for c in cfg.features if columns.get(c, {}).get("drifted")),
+            key=lambda c: -(columns[c]["sigmas"] or columns[c]["magnitude"]),
+        )
+        share = len(drifted) / len(cfg.features)
+        prediction_drift = bool(columns.get("prediction", {}).get("drifted"))
+        if cal is not None:
+            outcome.passed = len(drifted) < checks.min_drifted_columns and not prediction_drift
+            rule = f"columns outside their normal range (≥{checks.min_drifted_columns} fails)"
+        else:
+            outcome.passed = share < checks.drift_share
+            rule = f"share of drifted columns (≥{checks.drift_share} fails)"
+        outcome.figures = {
+            "thresholds": checks.thresholds if cal is not None else "fixed",
+            "drift_share": share,
+            "drift_share_threshold": checks.drift_share,
+            "evidently_share": result.share,
+            "drifted_columns": drifted,
+            "prediction_drift": prediction_drift,
+            "columns": columns,
+            "reference": base.source,
+            **({"calibration": cal.summary()} if cal is not None else {}),
+        }
+        outcome.summary = (
+            f"{len(drifted)}/{len(cfg.features)} columns drifted"
+            f"{' and the predictions' if prediction_drift else ''} ({rule}): "
+            f"{', '.join(drifted[:5]) or 'none'}"
+        )
+        if not outcome.passed:
+            outcome.severity, impact = self._drift_severity(cfg, version, window)
+            outcome.figures["quality_impact"] = impact
+            outcome.flagged_ids = drifted_region_ids(window, base.frame, drifted, cfg)[
+                : checks.max_flagged_ids
+            ]
+            outcome.report_path = self.save(result.snapshot, "drift")
+        return outcome
+
+    def _drift_severity(self, cfg: ModelConfig, version: str, window: pd.DataFrame):
+        """Severity by impact on quality where labels exist: drift that hurts is high."""
+        labelled = self.labelled(cfg, version, window)
+        if len(labelled) < cfg.checks.min_labelled:
+            return "warning", "unknown (too few labels yet)"
+        classes = self.serving_model(version).classes
+        headline = HEADLINE[cfg.task]
+        value = direct_quality(labelled, cfg.task, classes)[headline]
+        bound = self._quality_bound(cfg, version, len(labelled))
+        hurt = value > bound if headline in LOWER_IS_BETTER else value < bound
+        return ("high" if hurt else "warning"), f"{headline} {value:.3f} (bound {bound:.3f})"
+
+    # -- errors -----------------------------------------------------------------------------
+    def _quality_bound(self, cfg: ModelConfig, version: str, rows: int) -> float:
+        """The worst headline figure that is still normal (calibrated, fixed or a floor)."""
+        checks, headline = cfg.checks, HEADLINE[cfg.task]
+        base = self.baseline(cfg, version)
+        cal = self.calibration(cfg, version, rows)
+        worse_is_higher = headline in LOWER_IS_BETTER
+        if cal is not None and headline in cal.quality:
+            normal: NormalRange = cal.quality[headline]
+            bound = normal.high if worse_is_higher else normal.low
+        elif worse_is_higher:
+            bound = base.quality[headline] + checks.max_mae_increase
+        else:
+            bound = base.quality[headline] - checks.max_accuracy_drop
+        if worse_is_higher and checks.max_mae is not None:
+            bound = min(bound, checks.max_mae)
+        if not worse_is_higher and checks.min_accuracy is not None:
+            bound = max(bound, checks.min_accuracy)
+        return bound
+
+    def error(self, cfg: ModelConfig, version: str, window: pd.DataFrame) -> CheckOutcome:
+        checks = cfg.checks
+        labelled = self.labelled(cfg, version, window)
+        outcome = CheckOutcome("error", version, True, len(window), labelled_rows=len(labelled))
+        outcome.seq_range = seq_range(labelled)
+        if len(labelled) < checks.min_labelled:
+            return outcome.skip(
+                f"{len(labelled)} labelled rows served by {version} < min_labelled "
+                f"{checks.min_labelled}"
+            )
+        base = self.baseline(cfg, version)
+        classes = self.serving_model(version).classes
+        result = evidently_quality(labelled, cfg.task, classes)
+        headline = HEADLINE[cfg.task]
+        value = float(result.figures[headline])
+        bound = self._quality_bound(cfg, version, len(labelled))
+        worse_is_higher = headline in LOWER_IS_BETTER
+        outcome.passed = bool(value <= bound if worse_is_higher else value >= bound)
+        errors = is_error(labelled, cfg.task, base)
+        slices = find_error_slices(
+            labelled,
+            errors,
+            numeric=list(cfg.numeric_features),
+            categorical=[
+                *cfg.categorical_features,
+                *[c for c in labelled if c.startswith(GROUP_PREFIX)],
+            ],
+            edges=base.edges,
+            min_rows=checks.slice_min_rows,
+            alpha=checks.slice_alpha,
+        )
+        outcome.figures = {
+            **result.figures,
+            "headline": headline,
+            "bound": bound,
+            f"baseline_{headline}": base.quality[headline],
+            "errors": int(errors.sum()),
+            "error_slices": [s.as_dict() for s in slices[:10]],
+            "reference": base.source,
+        }
+        if headline == "accuracy":  # kept for the demo narration and older readers
+            outcome.figures["baseline_accuracy"] = base.quality["accuracy"]
+            outcome.figures["accuracy_floor"] = bound
+            outcome.figures["misclassified"] = int(errors.sum())
+        where = "; ".join(f"{s.column}={s.value} ({s.error_rate:.0%})" for s in slices[:3])
+        outcome.summary = (
+            f"{headline} {value:.3f} on {len(labelled)} labelled rows vs baseline "
+            f"{base.quality[headline]:.3f} (bound {bound:.3f})"
+            + (f"; errors concentrate in {where}" if where else "")
+        )
+        if not outcome.passed:
+            gap = abs(value - base.quality[headline])
+            margin = abs(base.quality[headline] - bound) or 1e-9
+            outcome.severity = "critical" if gap >= 2 * margin else "high"
+            outcome.flagged_ids = labelled.loc[errors, "prediction_id"].tolist()[
+                : checks.max_flagged_ids
+            ]
+            outcome.report_path = self.save(result.snapshot, "error")
+        return outcome
+
+    # -- bias -------------------------------------------------------------------------------
+    def bias(self, cfg: ModelConfig, version: str, window: pd.DataFrame) -> CheckOutcome:
+        checks = cfg.checks
+        labelled = self.labelled(cfg, version, window)
+        outcome = CheckOutcome("bias", version, True, len(window), labelled_rows=len(labelled))
+        outcome.seq_range = seq_range(labelled)
+        attributes = [
+            c
+            for c in labelled
+            if c.startswith(GROUP_PREFIX)
+            and (
+                checks.group_attributes is None or c[len(GROUP_PREFIX) :] in checks.group_attributes
+            )
+        ]
+        if not attributes:
+            return outcome.skip("no group attributes in the window's predictions")
+        if len(labelled) < checks.min_labelled:
+            return outcome.skip(
+                f"{len(labelled)} labelled rows served by {version} < min_labelled "
+                f"{checks.min_labelled}"
+            )
+        classes = self.serving_model(version).classes
+        cal = self.calibration(cfg, version, len(labelled))
+        fixed = fixed_gap_bounds(cfg)
+        per_attribute: dict[str, dict] = {}
+        failures: list[dict] = []
+        for column in attributes:
+            attribute = column[len(GROUP_PREFIX) :]
+            groups = group_quality(labelled, column, cfg.task, classes, checks.min_group_rows)
+            found = gaps(groups, cfg.task)
+            for gap, figures in found.items():
+                normal = cal.gaps.get(column, {}).get(gap) if cal is not None else None
+                bound = normal.high if normal is not None else fixed[gap]
+                figures["bound"] = bound
+                figures["calibrated"] = normal is not None
+                if figures["value"] > bound:
+                    failures.append({"attribute": attribute, "gap": gap, **figures})
+            per_attribute[attribute] = {"groups": groups, "gaps": found}
+        outcome.passed = not failures
+        failures.sort(key=lambda f: -(f["value"] - f["bound"]))
+        outcome.figures = {
+            "attributes": per_attribute,
+            "gaps": {
+                a: {g: f["value"] for g, f in v["gaps"].items()} for a, v in per_attribute.items()
+            },
+            "failures": failures,
+        }
+        outcome.summary = (
+            "; ".join(
+                f"groups.{f['attribute']}: {f['gap']} {f['value']:.3f} > {f['bound']:.3f}, "
+                f"{f['disadvantaged']} disadvantaged"
+                for f in failures[:3]
+            )
+            or f"group gaps within bounds for {', '.join(per_attribute)}"
+        )
+        if failures:
+            worst = failures[0]
+            outcome.severity = "critical" if worst["value"] >= 2 * worst["bound"] else "high"
+            column = GROUP_PREFIX + worst["attribute"]
+            in_group = labelled[column].astype(str) == worst["disadvantaged"]
+            errors = is_error(labelled, cfg.task, self.baseline(cfg, version))
+            outcome.flagged_ids = labelled.loc[in_group & errors, "prediction_id"].tolist()[
+                : checks.max_flagged_ids
+            ]
+            outcome.report_path = self._group_report(cfg, classes, labelled, in_group)
+        return outcome
+
+    def _group_report(self, cfg, classes, labelled, in_group) -> Path:
+        """The disadvantaged group (current) against everyone else (reference), in Evidently."""
+        from evidently import Dataset, Report
+
+        from watcher.quality import _metrics, _task_definition, frame_for_quality
+
+        defn = _task_definition(cfg.task, classes, [], [])
+        snapshot = Report(_metrics(cfg.task)).run(
             Dataset.from_pandas(
-                base.frame[[*cfg.features, "prediction"]], data_definition=definition
+                frame_for_quality(labelled[in_group], cfg.task), data_definition=defn
+            ),
+            Dataset.from_pandas(
+                frame_for_quality(labelled[~in_group], cfg.task), data_definition=defn
             ),
         )
-        columns, share = _drift_figures(snapshot.dict())
-        drifted = sorted(
-            (c for c, v in columns.items() if v["drifted"] and c != "prediction"),
-            key=lambda c: -abs(columns[c]["score"]),
-        )
-        outcome.figures = {
-            "drift_share": share,
-            "drift_share_threshold": cfg.checks.drift_share,
-            "drifted_columns": drifted,
-            "prediction_drift": columns.get("prediction", {}).get("drifted", False),
-            "columns": columns,
-        }
-        outcome.passed = share < cfg.checks.drift_share
-        outcome.summary = (
-            f"{len(drifted)}/{len(cfg.features)} columns drifted (share {share:.2f}, threshold "
-            f"{cfg.checks.drift_share}): {', '.join(drifted[:5]) or 'none'}"
-        )
-        if not outcome.passed:
-            outcome.severity = (
-                "high" if share >= min(1.0, 2 * cfg.checks.drift_share) else "warning"
-            )
-            outcome.report_path = self._save(snapshot, "drift")
-        outcome.duration_s = time.perf_counter() - started
-        return outcome
+        return self.save(snapshot, "bias")
 
-    # -- quality ----------------------------------------------------------------------------
-    def _quality(self, cfg: ModelConfig, version: str, window: pd.DataFrame) -> CheckOutcome:
-        started = time.perf_counter()
-        labelled = window[(window["label"].notna()) & (window["model_version"] == version)]
-        outcome = CheckOutcome(
-            "error", version, passed=True, rows=len(window), labelled_rows=len(labelled)
-        )
-        outcome.seq_range = _seq_range(labelled)
-        if len(labelled) < cfg.checks.min_labelled:
-            outcome.skipped_reason = (
-                f"{len(labelled)} labelled rows served by {version} < min_labelled "
-                f"{cfg.checks.min_labelled}"
-            )
-            return outcome
-        from evidently import Dataset, Report
-        from evidently.metrics import Accuracy, F1Score, Precision, Recall
-
-        serving = self._serving_model(version)
-        base = self._baseline(cfg, version)
-        current = labelled[cfg.features].copy()
-        current["prediction"] = labelled["prediction"].astype(str)
-        current["target"] = labelled["label"].astype(str)
-        definition = self._definition(cfg, serving.classes)
-        snapshot = Report([Accuracy(), Precision(), Recall(), F1Score()]).run(
-            Dataset.from_pandas(current, data_definition=definition), None
-        )
-        values = {
-            m["metric_name"].split("(")[0].lower(): m["value"] for m in snapshot.dict()["metrics"]
-        }
-        accuracy = float(values["accuracy"])
-        floor = base.accuracy - cfg.checks.max_accuracy_drop
-        outcome.figures = {
-            **{k: float(v) for k, v in values.items() if isinstance(v, int | float)},
-            "baseline_accuracy": base.accuracy,
-            "accuracy_floor": floor,
-            "misclassified": int((current["prediction"] != current["target"]).sum()),
-        }
-        outcome.passed = accuracy >= floor
-        outcome.summary = (
-            f"accuracy {accuracy:.3f} on {len(labelled)} labelled rows vs baseline "
-            f"{base.accuracy:.3f} (floor {floor:.3f})"
-        )
-        if not outcome.passed:
-            drop = base.accuracy - accuracy
-            outcome.severity = "critical" if drop >= 2 * cfg.checks.max_accuracy_drop else "high"
-            outcome.report_path = self._save(snapshot, "error")
-        outcome.duration_s = time.perf_counter() - started
-        return outcome
-
-    def _save(self, snapshot, kind: str) -> Path:
+    def save(self, snapshot, kind: str) -> Path:
         self.reports.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         path = self.reports / f"{stamp}-{kind}.html"
@@ -217,32 +465,66 @@ class ModelChecker:
         return path
 
 
-def _seq_range(frame: pd.DataFrame) -> tuple[int | None, int | None]:
+# -- helpers ----------------------------------------------------------------------------------
+def with_group_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Flatten the `groups` dicts of stored predictions into `groups.<attribute>` columns."""
+    if frame.empty or "groups" not in frame:
+        return frame
+    groups = pd.DataFrame.from_records(
+        [g if isinstance(g, dict) else {} for g in frame["groups"]], index=frame.index
+    )
+    for attribute in groups:
+        frame[GROUP_PREFIX + str(attribute)] = groups[attribute]
+    return frame
+
+
+def seq_range(frame: pd.DataFrame) -> tuple[int | None, int | None]:
     if frame.empty:
         return (None, None)
     return int(frame["seq"].min()), int(frame["seq"].max())
 
 
-def _drift_rank(column: dict) -> float:
-    """Most drifted first: small p-values, large distances."""
-    score = column["score"]
-    return score if "p_value" in str(column.get("method")) else -score
+def is_error(frame: pd.DataFrame, task: str, base: Baseline) -> pd.Series:
+    """Misclassified, or (regression) an absolute error above twice the reference MAE."""
+    if task == "regression":
+        err = (pd.to_numeric(frame["prediction"]) - pd.to_numeric(frame["target"])).abs()
+        return err > 2 * base.quality["mae"]
+    return frame["prediction"].astype(str) != frame["target"].astype(str)
 
 
-def _drift_figures(result: dict) -> tuple[dict[str, dict], float]:
-    """Per-column drift from the tests (the verdict depends on the method), share from the count."""
-    scores = {m["id"]: m["value"] for m in result["metrics"]}
-    share = 0.0
-    for metric in result["metrics"]:
-        if metric["metric_name"].startswith("DriftedColumnsCount"):
-            share = float(metric["value"]["share"])
-    columns: dict[str, dict] = {}
-    for test in result["tests"]:
-        params = test["metric_config"]["params"]
-        if params.get("type", "").endswith("ValueDrift") and "column" in params:
-            columns[params["column"]] = {
-                "drifted": str(test["status"]).endswith("FAIL"),
-                "score": float(scores.get(test["metric_config"]["metric_id"], 0.0)),
-                "method": params.get("method"),
-            }
-    return columns, share
+def fixed_gap_bounds(cfg: ModelConfig) -> dict[str, float]:
+    checks = cfg.checks
+    return {
+        "demographic_parity_difference": checks.max_parity_gap,
+        "equal_opportunity_difference": checks.max_opportunity_gap,
+        "accuracy_gap": checks.max_quality_gap,
+        "mae_gap": checks.max_quality_gap,
+    }
+
+
+def direct_gaps(frame: pd.DataFrame, column: str, cfg: ModelConfig, classes: list[str]) -> dict:
+    """Group gaps computed with numpy (calibration's many rounds; tests' second opinion)."""
+    groups: dict[str, dict] = {}
+    values = frame[column].dropna()
+    for value, part in frame.loc[values.index].groupby(values.astype(str)):
+        figures = direct_quality(part, cfg.task, classes)
+        figures["rows"] = len(part)
+        figures["judged"] = len(part) >= cfg.checks.min_group_rows
+        groups[str(value)] = figures
+    return gaps(groups, cfg.task)
+
+
+def drifted_region_ids(
+    window: pd.DataFrame, reference: pd.DataFrame, drifted: list[str], cfg: ModelConfig
+) -> list[str]:
+    """Rows outside the reference's 5–95 % range on a drifted numeric column, or with a
+    category the reference never had: the samples a correction should learn from."""
+    mask = pd.Series(False, index=window.index)
+    for col in drifted:
+        if col in cfg.numeric_features:
+            lo, hi = np.nanquantile(pd.to_numeric(reference[col], errors="coerce"), [0.05, 0.95])
+            values = pd.to_numeric(window[col], errors="coerce")
+            mask |= (values < lo) | (values > hi)
+        else:
+            mask |= ~window[col].astype(str).isin(set(reference[col].astype(str)))
+    return window.loc[mask, "prediction_id"].tolist()

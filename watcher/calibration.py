@@ -1,0 +1,130 @@
+"""Normal ranges learnt from the reference itself, so thresholds do not cry wolf.
+
+On real data Evidently's default per-column tests flag many columns of perfectly ordinary
+windows. Like NannyML's reference chunks, we cut the reference into random chunks of the
+check's window size, compare each chunk with the rest of the reference exactly as a live
+window is compared with the whole reference, and learn each figure's spread: every column's
+drift magnitude, the headline quality and every group gap. A live figure outside
+mean ± sigmas·std (on its bad side) is abnormal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class NormalRange:
+    mean: float
+    std: float
+    low: float
+    high: float
+    samples: int
+
+    def sigmas_above(self, value: float) -> float:
+        return (value - self.mean) / self.std if self.std > 0 else float("inf")
+
+    def as_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "low": self.low, "high": self.high}
+
+
+def normal_range(
+    values: list[float], sigmas: float, inflate: float = 1.0, floor_std: float = 1e-9
+) -> NormalRange:
+    """mean ± sigmas·std of `values`; `inflate` widens std (see the finite-population note)."""
+    arr = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    mean = float(arr.mean())
+    std = max(float(arr.std(ddof=1)) * inflate if len(arr) > 1 else 0.0, floor_std)
+    # never narrower than what the reference itself produced
+    return NormalRange(
+        mean,
+        std,
+        min(mean - sigmas * std, float(arr.min())),
+        max(mean + sigmas * std, float(arr.max())),
+        len(arr),
+    )
+
+
+@dataclass
+class Calibration:
+    chunk_rows: int
+    rounds: int
+    columns: dict[str, NormalRange] = field(default_factory=dict)  # drift magnitude
+    methods: dict[str, str] = field(default_factory=dict)  # the method each column was tested by
+    quality: dict[str, NormalRange] = field(default_factory=dict)
+    gaps: dict[str, dict[str, NormalRange]] = field(default_factory=dict)  # attribute → gap
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        return {
+            "chunk_rows": self.chunk_rows,
+            "rounds": self.rounds,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+DriftFn = Callable[[pd.DataFrame, pd.DataFrame], dict]  # chunk, rest → {column: ColumnDrift}
+FiguresFn = Callable[[pd.DataFrame], dict[str, float]]
+GapsFn = Callable[[pd.DataFrame], dict[str, dict[str, float]]]
+
+
+def calibrate(
+    reference: pd.DataFrame,
+    chunk_rows: int,
+    *,
+    rounds: int,
+    sigmas: float,
+    drift: DriftFn,
+    quality: FiguresFn | None = None,
+    group_gaps: GapsFn | None = None,
+    seed: int = 0,
+) -> Calibration:
+    """Draw `rounds` random chunks of `chunk_rows` (at most half the reference) and learn the
+    normal range of every figure. Seeded: one reference, one calibration."""
+    started = time.perf_counter()
+    chunk_rows = min(chunk_rows, len(reference) // 2)
+    rng = np.random.default_rng(seed)
+    magnitudes: dict[str, list[float]] = {}
+    methods: dict[str, str] = {}
+    qualities: dict[str, list[float]] = {}
+    gap_values: dict[str, dict[str, list[float]]] = {}
+    for _ in range(rounds):
+        order = rng.permutation(len(reference))
+        chunk = reference.iloc[order[:chunk_rows]]
+        rest = reference.iloc[order[chunk_rows:]]
+        for col, found in drift(chunk, rest).items():
+            magnitudes.setdefault(col, []).append(found.magnitude)
+            methods[col] = found.method
+        if quality is not None:
+            for name, value in quality(chunk).items():
+                qualities.setdefault(name, []).append(value)
+        if group_gaps is not None:
+            for attribute, found_gaps in group_gaps(chunk).items():
+                for gap, value in found_gaps.items():
+                    gap_values.setdefault(attribute, {}).setdefault(gap, []).append(value)
+    # Chunks drawn without replacement from a finite reference vary less than independent
+    # windows of traffic would (finite-population correction): undo that for quality and gaps.
+    fpc = 1.0 / np.sqrt(max(1e-9, 1.0 - chunk_rows / len(reference)))
+    return Calibration(
+        chunk_rows=chunk_rows,
+        rounds=rounds,
+        columns={c: normal_range(v, sigmas) for c, v in magnitudes.items()},
+        methods=methods,
+        quality={q: normal_range(v, sigmas, fpc) for q, v in qualities.items()},
+        gaps={
+            a: {g: normal_range(v, sigmas, fpc) for g, v in found.items() if len(v) > 1}
+            for a, found in gap_values.items()
+        },
+        seconds=time.perf_counter() - started,
+    )
+
+
+def size_bucket(rows: int) -> int:
+    """Calibrations are cached per power of two of the window size: a time-based window that
+    shrinks to a quarter is judged against chunks of its own size, not of the full window."""
+    return 1 << max(0, int(np.floor(np.log2(max(rows, 1)))))
