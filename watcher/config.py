@@ -133,7 +133,9 @@ class ChecksConfig(Strict):
         description="calibrated: each figure's normal range is learnt from reference chunks "
         "of the window's size; fixed: the absolute thresholds below",
     )
-    calibration_rounds: int = Field(20, ge=5, description="reference chunks drawn to calibrate")
+    calibration_rounds: int = Field(
+        12, ge=5, description="reference chunks drawn to calibrate drift (each one Evidently run)"
+    )
     calibration_sigmas: float = Field(3.0, gt=0, description="width of a normal range")
     drift_method: str | None = Field(
         None, description="Evidently stattest for every column (e.g. psi, wasserstein, ks)"
@@ -154,6 +156,9 @@ class ChecksConfig(Strict):
     max_parity_gap: float = Field(0.1, ge=0, le=1, description="fixed: selection-rate gap")
     max_opportunity_gap: float = Field(0.1, ge=0, le=1, description="fixed: TPR gap")
     max_quality_gap: float = Field(0.1, ge=0, description="fixed: accuracy (or MAE) gap")
+    bias_alpha: float = Field(
+        0.01, gt=0, lt=1, description="a gap must also be significant in the window itself"
+    )
     slice_bins: int = Field(5, ge=2, description="quantile bins per numeric feature")
     slice_min_rows: int = Field(30, gt=0)
     slice_alpha: float = Field(0.01, gt=0, lt=1, description="significance, Bonferroni-adjusted")

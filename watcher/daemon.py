@@ -13,12 +13,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from kafka.errors import KafkaError
+from sqlalchemy import func
 from sqlmodel import select
 
 from correctors.champion import bootstrap
@@ -30,13 +34,29 @@ from storage.leases import acquire, release_all, renew_all
 from storage.queries import recent_window
 from storage.registry import ModelRegistry
 from storage.retention import prune
-from storage.tables import Candidate, DaemonHeartbeat, utcnow
+from storage.tables import Candidate, CheckRun, DaemonHeartbeat, utcnow
 from watcher.alerts import Alerter, build_alert
-from watcher.config import ConfigError, ModelConfig, WardenConfig, fingerprint, load_config
-from watcher.detection import ModelChecker
-from watcher.incidents import mark_covered, open_incidents, record_outcomes
+from watcher.config import (
+    ConfigError,
+    ModelConfig,
+    ScheduleConfig,
+    WardenConfig,
+    fingerprint,
+    load_config,
+)
+from watcher.detection import KINDS, ModelChecker
+from watcher.http_api import HttpServer
+from watcher.incidents import (
+    IncidentChange,
+    mark_alerted,
+    mark_covered,
+    open_incidents,
+    record_outcomes,
+)
 from watcher.ingest import Ingestor
 from watcher.kafka_io import ensure_topics, make_producer
+from watcher.metrics import WardenMetrics, open_incident_counts
+from watcher.status import status_document
 
 log = structlog.get_logger("warden.daemon")
 CONFIG_POLL_S = 1.0
@@ -61,7 +81,13 @@ class Daemon:
         self.checkers: dict[str, ModelChecker] = {}
         self.producer = None
         self.alerter = Alerter(self.cfg)
+        self._alerts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alerts")
+        self._model_locks: dict[str, threading.Lock] = {}
         self.ingestor = Ingestor(self.cfg.kafka, self.engine, self.stop_event)
+        self.metrics = WardenMetrics(
+            intake=lambda: self.ingestor.stats, incidents=lambda: open_incident_counts(self.engine)
+        )
+        self.http: HttpServer | None = None
         self._ingest_thread: threading.Thread | None = None
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -108,7 +134,22 @@ class Daemon:
                 next_run_time=utcnow(),
             )
         self.scheduler.start()
+        if cfg.http.enabled:
+            self.http = HttpServer(
+                cfg.http,
+                status=lambda: status_document(self.cfg, self.engine, self.registry),
+                ready=self.ready,
+                metrics=self.metrics,
+            )
+            self.http.start()
+            log.info("http_listening", url=self.http.url)
         log.info("daemon_started")
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready when the intake is consuming (not joining, retrying or stopped)."""
+        alive = self._ingest_thread is not None and self._ingest_thread.is_alive()
+        state = self.ingestor.stats.state
+        return (alive and state == "consuming", state if alive else "intake not running")
 
     def run(self) -> int:
         """Foreground service: block until SIGTERM/SIGINT, then stop gracefully."""
@@ -128,6 +169,9 @@ class Daemon:
         self.stop_event.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        self._alerts.shutdown(wait=True)  # alerts already raised still go out
+        if self.http is not None:
+            self.http.stop()
         if self._ingest_thread is not None:
             self._ingest_thread.join(timeout=60)
         if self.producer is not None:
@@ -220,17 +264,43 @@ class Daemon:
 
     # -- scheduling -------------------------------------------------------------------------
     def _schedule_checks(self) -> None:
+        """One job per model and schedule; kinds sharing a schedule run in one round."""
         for job in self.scheduler.get_jobs():
             if job.id.startswith("check:"):
                 job.remove()
         for name, model in self.cfg.models.items():
-            self.scheduler.add_job(
-                self.check_model,
-                "interval",
-                args=[name],
-                id=f"check:{name}",
-                seconds=model.checks.interval_seconds,
-            )
+            for schedule, kinds in check_schedules(model).items():
+                trigger = make_trigger(schedule)
+                catch_up = self._catch_up(name, kinds, trigger)
+                self.scheduler.add_job(
+                    self.check_model,
+                    trigger,
+                    args=[name, kinds],
+                    id=f"check:{name}:{'+'.join(kinds)}",
+                    # next_run_time=None would add the job paused (APScheduler 3)
+                    **({"next_run_time": catch_up} if catch_up is not None else {}),
+                )
+
+    def _catch_up(self, name: str, kinds: tuple[str, ...], trigger) -> datetime | None:
+        """After downtime, runs missed since the last check coalesce into one, now; otherwise
+        the trigger's own next time (None lets APScheduler compute it)."""
+        try:
+            with session_scope(self.engine) as session:
+                last = session.exec(
+                    select(func.max(CheckRun.created_at)).where(
+                        CheckRun.model == name, CheckRun.kind.in_(kinds)
+                    )
+                ).one()
+        except Exception:  # noqa: BLE001 - no store yet: schedule normally
+            return None
+        if last is None:
+            return None
+        last = last if last.tzinfo else last.replace(tzinfo=UTC)
+        due = trigger.get_next_fire_time(None, last)
+        if due is not None and due <= utcnow():
+            log.info("missed_checks_coalesced", model=name, kinds=list(kinds), last=str(last))
+            return utcnow()
+        return None
 
     def _checker(self, name: str) -> ModelChecker:
         """One per model, kept between rounds (it caches reference-side work)."""
@@ -239,52 +309,91 @@ class Daemon:
             self.checkers[name] = ModelChecker(name, self.engine, self.registry, reports)
         return self.checkers[name]
 
-    def check_model(self, name: str) -> None:
-        """One scheduled round for a model: checks → incidents → alerts → maybe a correction."""
+    def check_model(self, name: str, kinds: tuple[str, ...] = KINDS) -> None:
+        """One scheduled round for a model: checks → incidents → alerts → maybe a correction.
+        Rounds of one model never overlap (one lock per model), whatever their schedules."""
         model = self.cfg.models.get(name)
         if model is None or self.stop_event.is_set() or not self.holds(f"model:{name}"):
             return
-        try:
-            self._ensure_bootstrapped(name, model)
-            outcomes = self._checker(name).run(model)
-            for out in outcomes:
-                log.info(
-                    "check",
-                    model=name,
-                    kind=out.kind,
-                    passed=out.passed,
-                    skipped=out.skipped_reason,
-                    summary=out.summary,
-                    seconds=round(out.duration_s, 3),
-                )
-            for change in record_outcomes(self.engine, name, outcomes):
-                if change.opened:
-                    self._alert_incident(name, model, change.incident)
-            self.maybe_correct(name, model)
-        except Exception:  # noqa: BLE001 - a failing round must not kill the schedule
-            log.exception("check_failed", model=name)
+        with self._model_locks.setdefault(name, threading.Lock()):
+            try:
+                self._ensure_bootstrapped(name, model)
+                outcomes = self._checker(name).run(model, tuple(kinds))
+                for out in outcomes:
+                    log.info(
+                        "check",
+                        model=name,
+                        kind=out.kind,
+                        passed=out.passed,
+                        skipped=out.skipped_reason,
+                        summary=out.summary,
+                        seconds=round(out.duration_s, 3),
+                    )
+                    self.metrics.observe_check(
+                        name,
+                        out.kind,
+                        out.duration_s,
+                        out.passed,
+                        out.skipped_reason is not None,
+                        out.figures,
+                    )
+                for change in record_outcomes(self.engine, name, outcomes, model.checks):
+                    if change.alert:
+                        self._alert_incident(name, model, change)
+                    elif change.reopened:
+                        log.info("incident_reopened_quietly", model=name, id=change.incident.id)
+                self.maybe_correct(name, model)
+            except Exception:  # noqa: BLE001 - a failing round must not kill the schedule
+                log.exception("check_failed", model=name)
 
-    def _alert_incident(self, name: str, model: ModelConfig, incident) -> None:
+    def _alert_incident(self, name: str, model: ModelConfig, change: IncidentChange) -> None:
+        """What is wrong, where, how bad, the report, and what happens next."""
+        incident = change.incident
         figures = incident.figures
-        top = figures.get("drifted_columns", [])[:5]
-        nxt = (
-            "correction starts when enough labelled errors arrive"
-            if model.correction.enabled
-            else "nothing (correction disabled)"
-        )
-        self.alerter.send(
+        where: dict = {}
+        if incident.kind == "drift":
+            where["top_drifted_columns"] = figures.get("drifted_columns", [])[:5]
+            where["prediction_drift"] = figures.get("prediction_drift", False)
+        elif incident.kind == "error":
+            where["error_slices"] = figures.get("error_slices", [])[:5]
+        elif incident.kind == "bias":
+            where["group_gaps"] = figures.get("failures", [])[:5]
+        self.send_alert(
             build_alert(
-                "incident_opened",
+                "incident_escalated" if change.escalated else "incident_opened",
                 name,
                 incident_id=incident.id,
                 kind=incident.kind,
                 severity=incident.severity,
                 summary=incident.summary,
-                top_drifted_columns=top,
                 report=incident.report_path,
-                next_action=nxt,
+                flagged_samples=len(incident.flagged_ids or []),
+                next_action=self._next_action(name, model),
+                **where,
             )
         )
+        mark_alerted(self.engine, incident.id)
+
+    def _next_action(self, name: str, model: ModelConfig) -> str:
+        if not model.correction.enabled:
+            return "nothing: correction is disabled for this model"
+        errors = self._labelled_errors(name, model)
+        if errors >= model.correction.min_flagged:
+            return f"correction started ({errors} labelled errors to learn from)"
+        return (
+            f"correction waits for labels: {errors} of {model.correction.min_flagged} labelled "
+            "errors so far"
+        )
+
+    def _labelled_errors(self, name: str, model: ModelConfig):
+        active = self.registry.active(name)
+        window = recent_window(self.engine, name, model.checks.window, labelled_only=True)
+        served = window[window["model_version"] == active]
+        return int((served["prediction"].astype(str) != served["label"].astype(str)).sum())
+
+    def send_alert(self, alert: dict) -> None:
+        """Alerts go out from their own thread: a slow webhook never delays a check."""
+        self._alerts.submit(self.alerter.send, alert)
 
     # -- correction -------------------------------------------------------------------------
     def maybe_correct(self, name: str, model: ModelConfig) -> None:
@@ -293,10 +402,8 @@ class Daemon:
         incidents = open_incidents(self.engine, name, uncovered=True)
         if not incidents:
             return
-        active = self.registry.active(name)
         window = recent_window(self.engine, name, model.checks.window, labelled_only=True)
-        served = window[window["model_version"] == active]
-        errors = int((served["prediction"].astype(str) != served["label"].astype(str)).sum())
+        errors = self._labelled_errors(name, model)
         if errors < model.correction.min_flagged:
             log.info(
                 "correction_waiting",
@@ -347,7 +454,7 @@ class Daemon:
         )
         metrics = {"champion": cand.champion_metrics, "candidate": cand.candidate_metrics}
         if cand.status != "validated":
-            self.alerter.send(
+            self.send_alert(
                 build_alert(
                     "candidate_rejected",
                     name,
@@ -362,7 +469,7 @@ class Daemon:
             self._swap(cand.id, actor="daemon")
         else:
             await_approval(self.engine, cand.id)
-            self.alerter.send(
+            self.send_alert(
                 build_alert(
                     "awaiting_approval",
                     name,
@@ -378,7 +485,7 @@ class Daemon:
     def _swap(self, candidate_id: str, *, actor: str) -> None:
         cand = swap(self.engine, self.registry, candidate_id, actor=actor)
         log.info("swapped", model=cand.model, candidate=cand.id, version=cand.version, actor=actor)
-        self.alerter.send(
+        self.send_alert(
             build_alert(
                 "swapped",
                 cand.model,
@@ -410,15 +517,21 @@ class Daemon:
                 reason="kafka or storage settings changed; they take effect at the next start",
             )
             new = new.model_copy(update={"kafka": self.cfg.kafka, "storage": self.cfg.storage})
-        intervals_changed = {n: m.checks.interval_seconds for n, m in new.models.items()} != {
-            n: m.checks.interval_seconds for n, m in self.cfg.models.items()
+        schedules_changed = {n: check_schedules(m) for n, m in new.models.items()} != {
+            n: check_schedules(m) for n, m in self.cfg.models.items()
         }
+        try:
+            alerter = Alerter(new, self.producer)
+        except ConfigError as exc:  # e.g. the webhook key's variable is not set
+            log.error("config_rejected", error=str(exc))
+            return False
         self.cfg = new
-        self.alerter = Alerter(new, self.producer)
+        self.alerter = alerter
+        self.checkers.clear()  # thresholds or windows may have changed
         with session_scope(self.engine) as session:
             record_event(session, "config_reloaded", actor="config")
         log.info("config_reloaded", models=list(new.models))
-        if intervals_changed and self.scheduler.running:
+        if schedules_changed and self.scheduler.running:
             self._schedule_checks()
         self.apply_approvals()
         return True
@@ -455,6 +568,22 @@ class Daemon:
                 status=cand.status,
                 reason="only validated candidates can be swapped in",
             )
+
+
+def check_schedules(model: ModelConfig) -> dict[ScheduleConfig, tuple[str, ...]]:
+    """Check kinds grouped by schedule (a kind without one runs every interval_seconds)."""
+    default = ScheduleConfig(interval_seconds=model.checks.interval_seconds)
+    grouped: dict[ScheduleConfig, tuple[str, ...]] = {}
+    for kind in KINDS:
+        schedule = getattr(model.checks.schedules, kind) or default
+        grouped[schedule] = (*grouped.get(schedule, ()), kind)
+    return grouped
+
+
+def make_trigger(schedule: ScheduleConfig):
+    if schedule.cron is not None:
+        return CronTrigger.from_crontab(schedule.cron, timezone=UTC)
+    return IntervalTrigger(seconds=schedule.interval_seconds, timezone=UTC)
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, step_s: float = 0.2) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import structlog
 from sqlalchemy import Engine
 
 from correctors.champion import load_reference
@@ -37,6 +38,7 @@ from watcher.quality import (
 )
 from watcher.slices import bin_edges, find_error_slices
 
+log = structlog.get_logger("warden.detection")
 KINDS = ("drift", "error", "bias")
 GROUP_PREFIX = "groups."
 
@@ -72,7 +74,7 @@ class Baseline:
     quality: dict[str, float]
     source: str
     edges: dict[str, np.ndarray]
-    calibrations: dict[int, Calibration] = field(default_factory=dict)
+    calibrations: dict[tuple[str, int], Calibration] = field(default_factory=dict)
 
 
 class ModelChecker:
@@ -143,30 +145,26 @@ class ModelChecker:
             )
         return frame
 
-    def calibration(self, cfg: ModelConfig, version: str, rows: int) -> Calibration | None:
-        """Normal ranges for windows of about `rows` rows (cached per size bucket)."""
+    def calibration(
+        self, cfg: ModelConfig, version: str, rows: int, part: str = "figures"
+    ) -> Calibration | None:
+        """Normal ranges for windows of about `rows` rows, cached per size bucket. `part` is
+        "drift" (Evidently on every chunk: seconds) or "figures" (quality and group gaps with
+        numpy: milliseconds), calibrated separately so that neither waits for the other."""
         checks = cfg.checks
         base = self.baseline(cfg, version)
         if checks.thresholds != "calibrated" or len(base.frame) < 2 * checks.min_rows:
             return None
-        bucket = size_bucket(rows)
-        if bucket not in base.calibrations:
-            classes = self.serving_model(version).classes
-            attributes = [c for c in base.frame if c.startswith(GROUP_PREFIX)]
-            numeric, categorical = self._drift_columns(cfg)
-
-            def quality(chunk: pd.DataFrame) -> dict[str, float]:
-                return direct_quality(chunk, cfg.task, classes)
-
-            def group_gaps(chunk: pd.DataFrame) -> dict[str, dict[str, float]]:
-                return {
-                    a: {g: v["value"] for g, v in direct_gaps(chunk, a, cfg, classes).items()}
-                    for a in attributes
-                }
-
-            base.calibrations[bucket] = calibrate(
+        key = (part, size_bucket(rows))
+        if key in base.calibrations:
+            return base.calibrations[key]
+        classes = self.serving_model(version).classes
+        attributes = [c for c in base.frame if c.startswith(GROUP_PREFIX)]
+        numeric, categorical = self._drift_columns(cfg)
+        if part == "drift":
+            found = calibrate(
                 base.frame,
-                bucket,
+                key[1],
                 rounds=checks.calibration_rounds,
                 sigmas=checks.calibration_sigmas,
                 drift=lambda chunk, rest: (
@@ -179,10 +177,22 @@ class ModelChecker:
                         threshold=checks.drift_threshold,
                     ).columns
                 ),
-                quality=quality,
-                group_gaps=group_gaps,
             )
-        return base.calibrations[bucket]
+        else:
+            found = calibrate(
+                base.frame,
+                key[1],
+                rounds=max(checks.calibration_rounds, 100),  # cheap: more rounds, tighter
+                sigmas=checks.calibration_sigmas,
+                quality=lambda chunk: direct_quality(chunk, cfg.task, classes),
+                group_gaps=lambda chunk: {
+                    a: {g: v["value"] for g, v in direct_gaps(chunk, a, cfg, classes).items()}
+                    for a in attributes
+                },
+            )
+        log.info("calibrated", model=self.name, version=version, part=part, **found.summary())
+        base.calibrations[key] = found
+        return found
 
     def _drift_columns(self, cfg: ModelConfig) -> tuple[list[str], list[str]]:
         if cfg.task == "regression":
@@ -230,7 +240,7 @@ class ModelChecker:
             method=checks.drift_method,
             threshold=checks.drift_threshold,
         )
-        cal = self.calibration(cfg, version, len(window))
+        cal = self.calibration(cfg, version, len(window), "drift")
         columns: dict[str, dict] = {}
         for col, found in result.columns.items():
             normal = cal.columns.get(col) if cal is not None else None
@@ -408,7 +418,9 @@ class ModelChecker:
                 bound = normal.high if normal is not None else fixed[gap]
                 figures["bound"] = bound
                 figures["calibrated"] = normal is not None
-                if figures["value"] > bound:
+                # wider than normal, and not just the noise of this window's own error rates
+                figures["p_value"] = gap_p_value(labelled, column, gap, figures, cfg.task, classes)
+                if figures["value"] > bound and figures["p_value"] < checks.bias_alpha:
                     failures.append({"attribute": attribute, "gap": gap, **figures})
             per_attribute[attribute] = {"groups": groups, "gaps": found}
         outcome.passed = not failures
@@ -512,6 +524,38 @@ def direct_gaps(frame: pd.DataFrame, column: str, cfg: ModelConfig, classes: lis
         figures["judged"] = len(part) >= cfg.checks.min_group_rows
         groups[str(value)] = figures
     return gaps(groups, cfg.task)
+
+
+GAP_INDICATORS = {
+    "accuracy_gap": lambda f, pos: f["prediction"] == f["target"],
+    "demographic_parity_difference": lambda f, pos: f["prediction"] == pos,
+    "equal_opportunity_difference": lambda f, pos: (f["prediction"] == pos)[f["target"] == pos],
+}
+
+
+def gap_p_value(
+    frame: pd.DataFrame, column: str, gap: str, figures: dict, task: str, classes: list[str]
+) -> float:
+    """Two-sided p-value that the two end groups differ: a two-proportion z-test for rates,
+    Welch's t-test for the MAE gap."""
+    from scipy.stats import norm, ttest_ind
+
+    groups = frame[column].astype(str)
+    low, high = (frame[groups == g] for g in (figures["low_group"], figures["high_group"]))
+    if task == "regression":
+        errs = [
+            (pd.to_numeric(p["prediction"]) - pd.to_numeric(p["target"])).abs() for p in (low, high)
+        ]
+        return float(ttest_ind(*errs, equal_var=False).pvalue)
+    positive = classes[-1]
+    a, b = (GAP_INDICATORS[gap](p, positive).to_numpy(dtype=float) for p in (low, high))
+    if len(a) == 0 or len(b) == 0:
+        return 1.0
+    pooled = (a.sum() + b.sum()) / (len(a) + len(b))
+    se = np.sqrt(pooled * (1 - pooled) * (1 / len(a) + 1 / len(b)))
+    if se == 0:
+        return 1.0 if a.mean() == b.mean() else 0.0
+    return float(2 * norm.sf(abs(a.mean() - b.mean()) / se))
 
 
 def drifted_region_ids(
