@@ -15,6 +15,7 @@ Calibration (once per version and size bucket, not per check) is reported per ro
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import sys
@@ -198,7 +199,7 @@ def main() -> None:
     args = parser.parse_args()
     console.print(
         f"[bold]bench/checks.py[/]: one full check, 20 numeric + 2 categorical features, "
-        f"sizes {args.sizes}, median of {args.repeat}"
+        f"sizes {args.sizes}, median of {args.repeat}; load average {os.getloadavg()[0]:.2f}"
     )
     started = time.perf_counter()
     import evidently  # noqa: F401
@@ -254,6 +255,7 @@ def main() -> None:
     )
     if 50_000 in args.sizes:
         console.print(target_line)
+    console.print(f"load average at the end: {os.getloadavg()[0]:.2f} (2 = both cores busy)")
 
 
 if __name__ == "__main__":

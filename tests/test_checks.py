@@ -53,3 +53,61 @@ def test_concept_shift_fails_the_quality_check(workdir, trained):
     error = next(o for o in outcomes if o.kind == "error")
     assert not error.passed and error.figures["accuracy"] < 0.6
     assert {c.incident.kind for c in changes} == {"drift", "error"}
+
+
+def store_at(engine, registry, n, shift, seed, ts):
+    """Like store_traffic, but the predictions carry timestamp `ts`."""
+    from correctors.runtime import OnnxModel
+    from storage.intake import write_batch
+    from watcher.messages import encode, parse_prediction
+    from watcher.simulation import generate, prediction_messages
+
+    version = registry.active(MODEL)
+    frame = generate(n, shift, seed=seed)
+    preds, scores = OnnxModel.load(registry, MODEL, version).predict(frame)
+    msgs = prediction_messages(frame, MODEL, version, preds, scores)
+    for msg, label in zip(msgs, frame["label"], strict=True):
+        msg["label"], msg["ts"] = int(label), ts.isoformat()
+    write_batch(engine, [parse_prediction(encode(m), 10**6) for m in msgs], [], [])
+
+
+def with_checks(cfg, **changes):
+    model = cfg.models[MODEL]
+    return model.model_copy(update={"checks": model.checks.model_copy(update=changes)})
+
+
+def test_time_window_and_pinned_reference(workdir, trained):
+    from datetime import UTC, datetime, timedelta
+
+    from watcher.config import PinnedWindow
+
+    _, cfg, engine, registry = setup_model(workdir, trained[1])
+    old = datetime.now(UTC) - timedelta(hours=3)
+    store_at(engine, registry, 1500, COVARIATE_ONLY, seed=14, ts=old)  # three hours ago
+    store_traffic(engine, registry, 1500, NORMAL, seed=15)  # now
+
+    checker = ModelChecker(MODEL, engine, registry, cfg.storage.reports)
+    both = checker.run(with_checks(cfg, window=3000), ("drift",))[0]
+    assert not both.passed and both.rows == 3000  # the last N rows reach back to the shift
+
+    recent = with_checks(cfg, window=3000, window_minutes=60)
+    last_hour = ModelChecker(MODEL, engine, registry, cfg.storage.reports).run(recent, ("drift",))
+    assert last_hour[0].passed and last_hour[0].rows == 1500, last_hour[0].summary
+
+    pinned = with_checks(
+        cfg,
+        window=3000,
+        window_minutes=60,
+        pinned_reference=PinnedWindow(
+            start=old - timedelta(minutes=1), end=old + timedelta(minutes=1)
+        ),
+    )
+    against_old = ModelChecker(MODEL, engine, registry, cfg.storage.reports).run(pinned, ("drift",))
+    drift = against_old[0]
+    assert not drift.passed, drift.summary  # today's normal traffic vs the pinned shifted stretch
+    assert set(drift.figures["drifted_columns"][:2]) == {"utilization", "income"}
+    assert drift.figures["reference"].startswith("pinned window")
+
+    tiny = with_checks(cfg, window=3000, window_minutes=60, min_rows=2000)
+    skipped = ModelChecker(MODEL, engine, registry, cfg.storage.reports).run(tiny, ("drift",))[0]
+    assert skipped.skipped_reason == "window has 1500 rows < min_rows 2000"

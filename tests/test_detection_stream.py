@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -259,6 +260,15 @@ def test_webhook_gets_exactly_one_alert_per_incident_and_retries_after_500(
             rounds = checks_run(engine)
             assert wait_for(lambda: checks_run(engine) >= rounds + 9, 60)
             assert wait_for(lambda: delivered(receiver) == open_count(engine), 30)
+            # the daemon's own endpoint tells the same story
+            metrics = httpx.get(f"{daemon.http.url}/metrics", timeout=10).text
+            assert f'warden_drift_share{{model="{MODEL}"}}' in metrics
+            assert f'warden_checks_total{{kind="drift",model="{MODEL}",result="failed"}}' in metrics
+            assert "warden_open_incidents{" in metrics and "warden_ingested_total{" in metrics
+            assert httpx.get(f"{daemon.http.url}/readyz", timeout=10).status_code == 200
+            status = httpx.get(f"{daemon.http.url}/status", timeout=10).json()
+            assert {i["kind"] for i in status["incidents"]} >= {"drift"}
+            assert status["models"][0]["open_incidents"] == open_count(engine)
         finally:
             producer.close()
             daemon.shutdown()

@@ -196,37 +196,54 @@ def reported_unreachable(states: StateLog, since: float, until: float) -> bool:
     return states.seen(BROKER_DOWN, since, until)
 
 
+def survive_broker_outage(cfg: KafkaConfig, engine: Engine, outage, seconds: float) -> None:
+    """Produce, break the broker with `outage` (a context manager) for `seconds`, produce more:
+    every id is stored exactly once, and the intake state said the broker was unreachable."""
+    producer = make_producer(cfg)
+    try:
+        with running_ingestor(cfg, engine) as (ingestor, states):
+            ids = produce(producer, cfg, 3000, "before")
+            assert wait_for(lambda: stored_total(engine) > 0, 30), states
+            start = states.now()
+            with outage:
+                until = time.monotonic() + seconds
+                # the state is sampled all along; watch for it, but keep the outage the full time
+                wait_for(lambda: reported_unreachable(states, start, states.now()), seconds)
+                sleep_until(until)
+                end = states.now()
+                total, distinct = stored_counts(engine)
+                assert total == distinct <= len(ids)
+            ids += produce(producer, cfg, 2000, "after")
+            assert wait_for(lambda: stored_total(engine) >= len(ids), 60), (
+                f"stored {stored_counts(engine)} of {len(ids)}; states: {states}"
+            )
+            assert wait_for(lambda: ingestor.stats.state == "consuming", 30), states
+            assert wait_for(lambda: ingestor.stats.predictions == len(ids), 30)
+        assert_exactly_once(engine, ids, ingestor)
+    finally:
+        producer.close(timeout=5)
+        engine.dispose()
+    assert reported_unreachable(states, start, end), f"outage not reported; states: {states}"
+
+
+@contextmanager
+def cut(proxy: TcpProxy) -> Iterator[None]:
+    """Every connection through the proxy closed, and new ones refused, until restored."""
+    assert proxy.connections > 0
+    proxy.cut()
+    try:
+        assert proxy.connections == 0
+        yield
+    finally:
+        proxy.restore()
+
+
 # -- 1. broker frozen ------------------------------------------------------------------------
 @pytest.mark.timeout(120)
 def test_frozen_broker_loses_nothing_and_stores_nothing_twice(tmp_path, db_url):
-    engine = make_engine(db_url)
     with dedicated_broker(tmp_path) as broker:
         cfg = outage_cfg(broker.bootstrap)
-        producer = make_producer(cfg)
-        try:
-            with running_ingestor(cfg, engine) as (ingestor, states):
-                ids = produce(producer, cfg, 3000, "before")
-                assert wait_for(lambda: stored_total(engine) > 0, 30), states
-                with frozen(broker):
-                    start = states.now()
-                    frozen_until = time.monotonic() + FREEZE_S
-                    # the state is sampled all along; watch for it, but freeze the full time
-                    wait_for(lambda: reported_unreachable(states, start, states.now()), FREEZE_S)
-                    sleep_until(frozen_until)
-                    end = states.now()
-                    total, distinct = stored_counts(engine)
-                    assert total == distinct <= len(ids)
-                ids += produce(producer, cfg, 2000, "after")
-                assert wait_for(lambda: stored_total(engine) >= len(ids), 60), (
-                    f"stored {stored_counts(engine)} of {len(ids)}; states: {states}"
-                )
-                assert wait_for(lambda: ingestor.stats.state == "consuming", 30), states
-                assert wait_for(lambda: ingestor.stats.predictions == len(ids), 30)
-            assert_exactly_once(engine, ids, ingestor)
-        finally:
-            producer.close(timeout=5)
-            engine.dispose()
-    assert reported_unreachable(states, start, end), f"freeze not reported; states: {states}"
+        survive_broker_outage(cfg, make_engine(db_url), frozen(broker), FREEZE_S)
 
 
 # -- 2. every broker connection cut ------------------------------------------------------------
@@ -240,36 +257,7 @@ def test_cut_broker_connections_lose_nothing_and_store_nothing_twice(tmp_path):
         dedicated_broker(tmp_path, port=broker_port, advertised_port=proxy.port) as broker,
     ):
         assert broker.bootstrap == f"127.0.0.1:{proxy.port}"
-        cfg = outage_cfg(broker.bootstrap)
-        producer = make_producer(cfg)
-        try:
-            with running_ingestor(cfg, engine) as (ingestor, states):
-                ids = produce(producer, cfg, 3000, "before")
-                assert wait_for(lambda: stored_total(engine) > 0, 30), states
-                assert proxy.connections > 0
-                start = states.now()
-                proxy.cut()
-                cut_until = time.monotonic() + CUT_S
-                try:
-                    assert proxy.connections == 0
-                    wait_for(lambda: reported_unreachable(states, start, states.now()), CUT_S)
-                    sleep_until(cut_until)
-                    end = states.now()
-                    total, distinct = stored_counts(engine)
-                    assert total == distinct <= len(ids)
-                finally:
-                    proxy.restore()
-                ids += produce(producer, cfg, 2000, "after")
-                assert wait_for(lambda: stored_total(engine) >= len(ids), 60), (
-                    f"stored {stored_counts(engine)} of {len(ids)}; states: {states}"
-                )
-                assert wait_for(lambda: ingestor.stats.state == "consuming", 30), states
-                assert wait_for(lambda: ingestor.stats.predictions == len(ids), 30)
-            assert_exactly_once(engine, ids, ingestor)
-        finally:
-            producer.close(timeout=5)
-            engine.dispose()
-    assert reported_unreachable(states, start, end), f"cut not reported; states: {states}"
+        survive_broker_outage(outage_cfg(broker.bootstrap), engine, cut(proxy), CUT_S)
 
 
 # -- 3a. PostgreSQL unreachable --------------------------------------------------------------

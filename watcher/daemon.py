@@ -296,7 +296,10 @@ class Daemon:
         if last is None:
             return None
         last = last if last.tzinfo else last.replace(tzinfo=UTC)
-        due = trigger.get_next_fire_time(None, last)
+        if isinstance(trigger, IntervalTrigger):  # its first fire time counts from creation
+            due = last + trigger.interval
+        else:
+            due = trigger.get_next_fire_time(None, last)
         if due is not None and due <= utcnow():
             log.info("missed_checks_coalesced", model=name, kinds=list(kinds), last=str(last))
             return utcnow()

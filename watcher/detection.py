@@ -117,9 +117,8 @@ class ModelChecker:
             source = f"tuning window seq {spec['start_seq']}–{spec['end_seq']}"
         else:
             frame = load_reference(cfg)
-            for attribute in cfg.checks.group_attributes or frame.columns:
-                if attribute in frame and attribute not in cfg.features:
-                    frame[GROUP_PREFIX + attribute] = frame[attribute]
+            for attribute in reference_group_columns(frame, cfg):
+                frame[GROUP_PREFIX + attribute] = frame[attribute]
             source = f"reference set {cfg.reference.name}"
         frame = frame.reset_index(drop=True)
         preds, _ = self.serving_model(version).predict(frame)
@@ -205,11 +204,16 @@ class ModelChecker:
         if version is None:
             return []
         window = self.window(cfg)
+        missing = [f for f in cfg.features if f not in window] if len(window) else []
         checks = {"drift": self.drift, "error": self.error, "bias": self.bias}
         outcomes = []
         for kind in kinds:
             started = time.perf_counter()
-            outcome = checks[kind](cfg, version, window)
+            if missing:  # say so instead of failing on a KeyError every round
+                outcome = CheckOutcome(kind, version, True, len(window))
+                outcome.skip(f"the window's predictions lack features {missing}")
+            else:
+                outcome = checks[kind](cfg, version, window)
             outcome.duration_s = time.perf_counter() - started
             outcomes.append(outcome)
         return outcomes
@@ -488,6 +492,15 @@ def with_group_columns(frame: pd.DataFrame) -> pd.DataFrame:
     for attribute in groups:
         frame[GROUP_PREFIX + str(attribute)] = groups[attribute]
     return frame
+
+
+def reference_group_columns(frame: pd.DataFrame, cfg: ModelConfig) -> list[str]:
+    """Group attributes the reference carries: the configured ones, or else every column that
+    is neither a feature nor the label and looks categorical (≤ 50 values)."""
+    if cfg.checks.group_attributes is not None:
+        return [a for a in cfg.checks.group_attributes if a in frame]
+    skip = {*cfg.features, cfg.label_column, "label"}
+    return [c for c in frame.columns if c not in skip and frame[c].nunique() <= 50]
 
 
 def seq_range(frame: pd.DataFrame) -> tuple[int | None, int | None]:

@@ -5,6 +5,7 @@ open incident alerts again only when its severity rises, so a flapping check can
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -200,5 +201,7 @@ def _json_safe(value):
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     if hasattr(value, "item"):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON (and PostgreSQL's json type) has no NaN or Infinity
     return value
