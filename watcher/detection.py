@@ -27,7 +27,7 @@ from storage.queries import recent_window
 from storage.registry import ModelRegistry
 from watcher.calibration import Calibration, NormalRange, calibrate, size_bucket
 from watcher.config import ModelConfig
-from watcher.drift import run_drift
+from watcher.drift import drift_report, run_drift
 from watcher.quality import (
     HEADLINE,
     LOWER_IS_BETTER,
@@ -292,7 +292,15 @@ class ModelChecker:
             outcome.flagged_ids = drifted_region_ids(window, base.frame, drifted, cfg)[
                 : checks.max_flagged_ids
             ]
-            outcome.report_path = self.save(result.snapshot, "drift")
+            report = drift_report(
+                current,
+                base.frame,
+                numeric,
+                categorical,
+                method=checks.drift_method,
+                threshold=checks.drift_threshold,
+            )
+            outcome.report_path = self.save(report, "drift")
         return outcome
 
     def _drift_severity(self, cfg: ModelConfig, version: str, window: pd.DataFrame):

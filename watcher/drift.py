@@ -43,6 +43,17 @@ def definition(numeric: list[str], categorical: list[str], classification=None, 
     )
 
 
+def _datasets(current, reference, numeric, categorical):
+    from evidently import Dataset
+
+    columns = [*numeric, *categorical]
+    defn = definition(numeric, categorical)
+    return (
+        Dataset.from_pandas(current[columns], data_definition=defn),
+        Dataset.from_pandas(reference[columns], data_definition=defn),
+    )
+
+
 def run_drift(
     current: pd.DataFrame,
     reference: pd.DataFrame,
@@ -53,21 +64,42 @@ def run_drift(
     threshold: float | None = None,
 ) -> DriftResult:
     """Drift of every column in `numeric` + `categorical` (the prediction column included by
-    the caller), current window first as Evidently expects."""
-    from evidently import Dataset, Report
+    the caller), current window first as Evidently expects.
+
+    One `ValueDrift` per column, not `DataDriftPreset`: the preset's column count tests every
+    column again (measured: 1.3 s against 3.5 s for 23 columns at 50k rows). The preset's
+    richer page is built by `drift_report` when a check fails and a report is kept."""
+    from evidently import Report
+    from evidently.metrics import ValueDrift
+
+    options = {k: v for k, v in {"method": method, "threshold": threshold}.items() if v}
+    metrics = [ValueDrift(column=c, **options) for c in [*numeric, *categorical]]
+    snapshot = Report(metrics, include_tests=True).run(
+        *_datasets(current, reference, numeric, categorical)
+    )
+    found, _ = parse_drift(snapshot.dict())
+    share = sum(c.evidently_drifted for c in found.values()) / max(1, len(found))
+    return DriftResult(found, share, snapshot)
+
+
+def drift_report(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    *,
+    method: str | None = None,
+    threshold: float | None = None,
+):
+    """The Evidently data-drift page (summary table + every column) for an incident."""
+    from evidently import Report
     from evidently.presets import DataDriftPreset
 
     columns = [*numeric, *categorical]
-    defn = definition(numeric, categorical)
-    report = Report(
-        [DataDriftPreset(columns=columns, method=method, threshold=threshold)], include_tests=True
+    preset = DataDriftPreset(columns=columns, method=method, threshold=threshold)
+    return Report([preset], include_tests=True).run(
+        *_datasets(current, reference, numeric, categorical)
     )
-    snapshot = report.run(
-        Dataset.from_pandas(current[columns], data_definition=defn),
-        Dataset.from_pandas(reference[columns], data_definition=defn),
-    )
-    found, share = parse_drift(snapshot.dict())
-    return DriftResult(found, share, snapshot)
 
 
 def parse_drift(result: dict) -> tuple[dict[str, ColumnDrift], float]:
