@@ -35,8 +35,16 @@ def await_approval(engine: Engine, candidate_id: str) -> Candidate:
     return cand
 
 
-def swap(engine: Engine, registry: ModelRegistry, candidate_id: str, *, actor: str) -> Candidate:
-    """Make a validated candidate the serving version; retire the one it replaces."""
+def swap(
+    engine: Engine,
+    registry: ModelRegistry,
+    candidate_id: str,
+    *,
+    actor: str,
+    watch_checks: int = 0,
+) -> Candidate:
+    """Make a validated candidate the serving version; retire the one it replaces. The new
+    champion is then watched for `watch_checks` judged quality checks (see the daemon)."""
     with session_scope(engine) as session:
         cand = _get(session, candidate_id)
         if cand.status not in APPROVABLE:
@@ -52,6 +60,7 @@ def swap(engine: Engine, registry: ModelRegistry, candidate_id: str, *, actor: s
             old.status, old.updated_at = "retired", now
             session.add(old)
         cand.status, cand.updated_at = "active", now
+        cand.watch_checks_left = watch_checks
         session.add(cand)
         for incident in session.exec(
             select(Incident).where(Incident.model == cand.model, Incident.status == "open")
@@ -96,9 +105,11 @@ def rollback(engine: Engine, registry: ModelRegistry, model: str, *, actor: str)
         for cand in session.exec(select(Candidate).where(Candidate.model == model)):
             if cand.version == current and cand.status == "active":
                 cand.status, cand.updated_at = "rolled_back", now
+                cand.watch_checks_left = 0
                 session.add(cand)
             elif cand.version == target:
                 cand.status, cand.updated_at = "active", now
+                cand.watch_checks_left = 0
                 session.add(cand)
         record_event(
             session,

@@ -134,6 +134,7 @@ class Candidate(SQLModel, table=True):
     verdict: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     onnx_path: str | None = None
     onnx_sha256: str | None = None
+    watch_checks_left: int = 0  # judged quality checks still to watch after going live
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -121,6 +121,66 @@ def rollback(
 
 
 @app.command()
+def candidates(
+    config: Path = ConfigOption,
+    model: str | None = typer.Option(None, help="Only this model."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Candidates with their status, metrics and the validation gate's reasons."""
+    from storage.db import make_engine
+    from watcher.status import candidates_document, render_candidates
+
+    cfg = _load(config)
+    rows = candidates_document(make_engine(cfg.storage.url), model)
+    if as_json:
+        _print_json(rows)
+    else:
+        render_candidates(rows, console)
+
+
+@app.command()
+def approve(
+    candidate_id: str = typer.Argument(..., help="Candidate id, e.g. credit-v2."),
+    config: Path = ConfigOption,
+) -> None:
+    """Approve a validated candidate: writes its id into the config file's approved list
+    (the same edit an operator makes by hand); the running daemon swaps it in."""
+    from correctors.swap import SwapRefused
+    from storage.db import make_engine
+    from watcher.approvals import approve_in_config
+    from watcher.config import ConfigError
+
+    cfg = _load(config)
+    try:
+        added = approve_in_config(config, make_engine(cfg.storage.url), candidate_id)
+    except (SwapRefused, ConfigError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    verb = "approved" if added else "already approved"
+    console.print(f"{verb}: {candidate_id} (in {config}); the daemon swaps it in")
+
+
+@app.command()
+def reject(
+    candidate_id: str = typer.Argument(..., help="Candidate id."),
+    config: Path = ConfigOption,
+    reason: str = typer.Option("rejected by an operator", help="Recorded with the rejection."),
+) -> None:
+    """Reject a candidate that awaits approval; it can never be swapped in afterwards."""
+    from correctors.swap import SwapRefused
+    from storage.db import make_engine
+    from watcher.approvals import reject_candidate
+
+    cfg = _load(config)
+    try:
+        reject_candidate(config, make_engine(cfg.storage.url), candidate_id, reason)
+    except SwapRefused as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    console.print(f"rejected: {candidate_id}")
+
+
+@app.command()
 def demo(
     folder: Path = typer.Option(Path("warden-demo"), "--dir", help="Working folder (wiped)."),
     rate: float = typer.Option(400.0, help="Predictions per second."),

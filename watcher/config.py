@@ -172,6 +172,14 @@ class ChecksConfig(Strict):
 class ApprovalConfig(Strict):
     mode: Literal["auto", "manual"] = "manual"
     approved: list[str] = Field(default_factory=list)
+    watch_checks: int = Field(
+        3, ge=0, description="judged quality checks of a new champion watched after a swap"
+    )
+    watch_tolerance: float = Field(
+        0.02,
+        ge=0,
+        description="roll back when live accuracy falls this far below the old champion's",
+    )
 
 
 class ModelConfig(ModelDefinition):

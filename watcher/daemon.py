@@ -27,7 +27,7 @@ from sqlmodel import select
 
 from correctors.champion import bootstrap
 from correctors.pipeline import NothingToCorrect, train_candidate
-from correctors.swap import APPROVABLE, SwapRefused, await_approval, swap
+from correctors.swap import APPROVABLE, SwapRefused, await_approval, rollback, swap
 from storage.audit import record_event
 from storage.db import make_engine, redact_url, session_scope
 from storage.leases import acquire, release_all, renew_all
@@ -340,6 +340,7 @@ class Daemon:
                         out.skipped_reason is not None,
                         out.figures,
                     )
+                self._watch_new_champion(name, model, outcomes)
                 for change in record_outcomes(self.engine, name, outcomes, model.checks):
                     if change.alert:
                         self._alert_incident(name, model, change)
@@ -348,6 +349,48 @@ class Daemon:
                 self.maybe_correct(name, model)
             except Exception:  # noqa: BLE001 - a failing round must not kill the schedule
                 log.exception("check_failed", model=name)
+
+    def _watch_new_champion(self, name: str, model: ModelConfig, outcomes) -> None:
+        """After a swap, compare the new champion's live accuracy with what the old one had on
+        the same present truth; roll back by itself (and alert) if it is worse."""
+        error = next((o for o in outcomes if o.kind == "error" and not o.skipped_reason), None)
+        if error is None or "accuracy" not in error.figures:
+            return
+        with session_scope(self.engine) as session:
+            cand = session.exec(
+                select(Candidate).where(
+                    Candidate.model == name,
+                    Candidate.version == error.version,
+                    Candidate.status == "active",
+                    Candidate.watch_checks_left > 0,
+                )
+            ).first()
+            if cand is None:
+                return
+            old = (cand.champion_metrics or {}).get("recent_holdout_accuracy")
+            live = float(error.figures["accuracy"])
+            cand.watch_checks_left -= 1
+            session.add(cand)
+            candidate_id, left = cand.id, cand.watch_checks_left
+        if old is None or live >= old - model.approval.watch_tolerance:
+            log.info("post_swap_watch", model=name, live=live, old_champion=old, left=left)
+            return
+        current, restored = rollback(self.engine, self.registry, name, actor="daemon")
+        log.warning("post_swap_rollback", model=name, live=live, old_champion=old)
+        self.send_alert(
+            build_alert(
+                "rolled_back",
+                name,
+                candidate_id=candidate_id,
+                severity="critical",
+                summary=f"{current} served accuracy {live:.3f} on {error.labelled_rows} "
+                f"labelled rows, below the previous champion's {old:.3f} "
+                f"(tolerance {model.approval.watch_tolerance})",
+                version=restored,
+                next_action=f"serving {restored} again; the candidate {candidate_id} is "
+                "marked rolled_back",
+            )
+        )
 
     def _alert_incident(self, name: str, model: ModelConfig, change: IncidentChange) -> None:
         """What is wrong, where, how bad, the report, and what happens next."""
@@ -486,7 +529,11 @@ class Daemon:
             )
 
     def _swap(self, candidate_id: str, *, actor: str) -> None:
-        cand = swap(self.engine, self.registry, candidate_id, actor=actor)
+        with session_scope(self.engine) as session:
+            model_name = session.get(Candidate, candidate_id).model
+        model = self.cfg.models.get(model_name)
+        watch = model.approval.watch_checks if model is not None else 0
+        cand = swap(self.engine, self.registry, candidate_id, actor=actor, watch_checks=watch)
         log.info("swapped", model=cand.model, candidate=cand.id, version=cand.version, actor=actor)
         self.send_alert(
             build_alert(

@@ -107,7 +107,7 @@ def status_document(cfg: WardenConfig, engine: Engine, registry: ModelRegistry) 
         "dead_letters": int(dead),
         "daemons": _daemons(engine, now),
         "incidents": incidents_document(engine, open_only=True),
-        "candidates": _candidates(engine),
+        "candidates": candidates_document(engine, limit=CANDIDATES_SHOWN),
     }
 
 
@@ -174,11 +174,15 @@ def _daemons(engine: Engine, now: datetime) -> list[dict]:
     return out
 
 
-def _candidates(engine: Engine) -> list[dict]:
+def candidates_document(
+    engine: Engine, model: str | None = None, limit: int | None = None
+) -> list[dict]:
+    """Candidates, newest first, with their metrics and the gate's reasons."""
+    query = select(Candidate).order_by(Candidate.created_at.desc())
+    if model is not None:
+        query = query.where(Candidate.model == model)
     with Session(engine) as session:
-        rows = session.exec(
-            select(Candidate).order_by(Candidate.created_at.desc()).limit(CANDIDATES_SHOWN)
-        ).all()
+        rows = session.exec(query.limit(limit) if limit else query).all()
     return [
         {
             "id": c.id,
@@ -294,6 +298,10 @@ def render_status_document(doc: dict, console: Console) -> None:
         )
     console.print(table)
 
+    render_candidates(doc["candidates"], console)
+
+
+def render_candidates(candidates: list[dict], console: Console) -> None:
     table = Table(title="Candidates")
     for col in (
         "id",
@@ -304,7 +312,7 @@ def render_status_document(doc: dict, console: Console) -> None:
         "reasons",
     ):
         table.add_column(col, overflow="fold")
-    for cand in doc["candidates"]:
+    for cand in candidates:
         ch, ca = cand["champion_metrics"], cand["candidate_metrics"]
         table.add_row(
             cand["id"],
