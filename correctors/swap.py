@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from storage.audit import record_event
 from storage.db import session_scope
-from storage.registry import ModelRegistry
+from storage.registry import ModelRegistry, RegistryError
 from storage.tables import Candidate, Incident, utcnow
 
 APPROVABLE = ("validated", "awaiting_approval")
@@ -52,7 +52,10 @@ def swap(
                 f"{candidate_id} is {cand.status}: only validated candidates can be swapped in"
             )
         previous = registry.active(cand.model)
-        registry.activate(cand.model, cand.version, actor=actor)
+        try:  # verifies the ONNX file against the card's sha256 first
+            registry.activate(cand.model, cand.version, actor=actor)
+        except RegistryError as exc:
+            raise SwapRefused(f"{candidate_id} cannot go live: {exc}") from exc
         now = utcnow()
         for old in session.exec(
             select(Candidate).where(Candidate.model == cand.model, Candidate.status == "active")

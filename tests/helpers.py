@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from correctors.champion import bootstrap
 from correctors.runtime import OnnxModel
 from storage.db import make_engine
@@ -24,10 +26,17 @@ def setup_model(workdir: Path, width: int, bootstrap_server: str = "127.0.0.1:9"
     return config, cfg, engine, registry
 
 
-def store_traffic(engine, registry, n: int, shift: Shift, seed: int, labelled: bool = True):
-    """Score rows with the ACTIVE version and store them (with labels) through the intake path."""
+def store_traffic(
+    engine, registry, n: int, shift: Shift, seed: int, labelled: bool = True, poison: float = 0.0
+):
+    """Score rows with the ACTIVE version and store them (with labels) through the intake path.
+    `poison`: the share of labels replaced by coin flips (a broken labelling pipeline)."""
     version = registry.active(MODEL)
     frame = generate(n, shift, seed=seed)
+    if poison:
+        rng = np.random.default_rng(seed + 1)
+        hit = rng.random(n) < poison
+        frame.loc[hit, "label"] = rng.integers(0, 2, size=int(hit.sum()))
     preds, scores = OnnxModel.load(registry, MODEL, version).predict(frame)
     msgs = prediction_messages(frame, MODEL, version, preds, scores)
     if labelled:

@@ -60,3 +60,30 @@ def test_candidate_no_better_than_the_champion_is_rejected_and_never_swapped(wor
     with pytest.raises(SwapRefused, match="only validated"):
         swap(engine, registry, cand.id, actor="config")
     assert registry.active(MODEL) == "v1"
+
+
+def test_poisoned_labels_give_a_rejected_candidate_with_reasons(workdir, trained):
+    _, cfg, engine, registry = setup_model(workdir, trained[1])
+    store_traffic(engine, registry, 2000, SHIFTED, seed=24, poison=1.0)  # every label a coin
+    cand = correct(cfg, engine, registry)
+    assert cand.status == "rejected", cand.verdict["reasons"]
+    assert any("does not beat" in r or "forgets" in r for r in cand.verdict["reasons"])
+    assert registry.active(MODEL) == "v1"
+
+
+def test_parity_failure_or_corrupt_onnx_never_goes_live(workdir, trained):
+    _, cfg, engine, registry = setup_model(workdir, trained[1])
+    store_traffic(engine, registry, 2000, SHIFTED, seed=25)
+    strict = correct(cfg, engine, registry, parity_tolerance=1e-12)  # float32 cannot meet it
+    assert strict.status == "rejected"
+    assert any("ONNX parity failed" in r for r in strict.verdict["reasons"])
+    with pytest.raises(SwapRefused):
+        swap(engine, registry, strict.id, actor="operator")
+
+    good = correct(cfg, engine, registry)
+    assert good.status == "validated", good.verdict["reasons"]
+    onnx = registry.onnx_path(MODEL, good.version)
+    onnx.write_bytes(onnx.read_bytes()[:-16] + b"corrupted bytes!")  # bit rot after validation
+    with pytest.raises(SwapRefused, match="sha256"):
+        swap(engine, registry, good.id, actor="operator")
+    assert registry.active(MODEL) == "v1"
