@@ -65,6 +65,8 @@ def prepare(
     reference: pd.DataFrame,
     drifted_columns: list[str],
     settings: CorrectionConfig,
+    flagged_ids: set[str] | None = None,
+    focus_group: tuple[str, str] | None = None,
 ) -> Prepared:
     """Split, flag, find the shifted region and draw the replay mix.
 
@@ -74,11 +76,13 @@ def prepare(
     lr 1e-3 and 3 replay rows per flagged row brought it to ±1 over five seeds),
     and `replay_ratio` replayed reference rows per flagged row, none from the shifted region.
     """
-    window = window[window["label"].notna()].drop_duplicates("prediction_id")
-    known, y_win = _encode_labels(champion, window)
-    window = window[known].reset_index(drop=True)
+    incoming = len(window)
+    labelled = window[window["label"].notna()]
+    deduplicated = labelled.drop_duplicates("prediction_id")
+    known, y_win = _encode_labels(champion, deduplicated)
+    window = deduplicated[known].reset_index(drop=True)
     enc = champion.encoder
-    x_win = enc.transform(window)
+    x_win, clipped = clip_outliers(enc.transform(window))
     ref_known, y_ref = _encode_labels(champion, reference)
     reference = reference[ref_known].reset_index(drop=True)
     x_ref = enc.transform(reference)
@@ -87,7 +91,10 @@ def prepare(
     champion_pred = champion.onnx.proba_encoded(x_win).argmax(axis=1)
     misclassified = champion_pred != y_win
     in_drift = drifted_region_mask(window, reference, enc, drifted_columns)
-    flagged_mask = misclassified | in_drift
+    # what the incidents point at: their flagged samples and a disadvantaged group
+    in_incident = window["prediction_id"].isin(flagged_ids or set()).to_numpy()
+    in_group = group_mask(window, focus_group)
+    flagged_mask = misclassified | in_drift | in_incident | in_group
     flagged = split.train[flagged_mask[split.train]]
     if len(flagged) < 10:
         raise NothingToCorrect(f"only {len(flagged)} flagged labelled samples in the window")
@@ -111,6 +118,7 @@ def prepare(
         EvalSet("flagged_slice", x_win[flagged_holdout], y_win[flagged_holdout]),
         EvalSet("reference_guarded", x_ref[guarded], y_ref[guarded]),
         EvalSet("reference_holdout", x_ref[holdout_ref], y_ref[holdout_ref]),
+        *group_sets(window, split.holdout, x_win, y_win),
     ]
     shifted = region.summary()
     shifted["reference_excluded"] = int(region.mask[holdout_ref].sum())
@@ -119,7 +127,12 @@ def prepare(
     )
     counts = {
         "window_labelled_rows": int(len(window)),
+        "dropped_missing_labels": int(incoming - len(labelled)),
+        "dropped_duplicates": int(len(labelled) - len(deduplicated)),
         "dropped_unknown_labels": int((~known).sum()),
+        "clipped_outlier_values": int(clipped),
+        "flagged_by_incident": int(in_incident[split.train].sum()),
+        "flagged_focus_group": int(in_group[split.train].sum()),
         "recent_train_rows": int(len(split.train)),
         "recent_holdout_rows": int(len(split.holdout)),
         "flagged_misclassified": int(misclassified[split.train].sum()),
@@ -141,6 +154,44 @@ def prepare(
         counts=counts,
         window_seq=(int(window["seq"].min()), int(window["seq"].max())),
     )
+
+
+OUTLIER_SD = 5.0  # encoded numeric values beyond ±5 reference standard deviations are clipped
+GROUP_MIN_ROWS = 20  # holdout rows a group needs to be judged by the gate
+
+
+def clip_outliers(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """Clip standardised inputs to ±OUTLIER_SD so a few wild values cannot dominate a
+    fine-tune; one-hot columns (0/1) are unaffected. Returns the count of clipped values."""
+    clipped = int((np.abs(x) > OUTLIER_SD).sum())
+    return np.clip(x, -OUTLIER_SD, OUTLIER_SD).astype(np.float32, copy=False), clipped
+
+
+def group_mask(window: pd.DataFrame, focus: tuple[str, str] | None) -> np.ndarray:
+    if focus is None or "groups" not in window:
+        return np.zeros(len(window), dtype=bool)
+    attribute, value = focus
+    return np.array(
+        [isinstance(g, dict) and str(g.get(attribute)) == value for g in window["groups"]]
+    )
+
+
+def group_sets(
+    window: pd.DataFrame, holdout: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> list[EvalSet]:
+    """One evaluation set per group value (per attribute) of the recent holdout."""
+    if "groups" not in window:
+        return []
+    groups = pd.DataFrame.from_records(
+        [g if isinstance(g, dict) else {} for g in window["groups"].iloc[holdout]]
+    )
+    sets = []
+    for attribute in sorted(groups.columns):
+        for value in sorted(groups[attribute].dropna().astype(str).unique()):
+            rows = holdout[(groups[attribute].astype(str) == value).to_numpy()]
+            if len(rows) >= GROUP_MIN_ROWS:
+                sets.append(EvalSet(f"group:{attribute}={value}", x[rows], y[rows]))
+    return sets
 
 
 def _shifted_region(
@@ -183,6 +234,8 @@ def train_candidate(
     incident_id: int | None = None,
     drifted_columns: list[str] | None = None,
     on_epoch: EpochCallback | None = None,
+    flagged_ids: set[str] | None = None,
+    focus_group: tuple[str, str] | None = None,
 ) -> Candidate:
     """Produce a validated or rejected candidate for `model` from a labelled window."""
     started = time.perf_counter()
@@ -191,7 +244,13 @@ def train_candidate(
         raise NothingToCorrect(f"model {model!r} has no active version to correct")
     champion = load_champion(registry, model, parent)
     prepared = prepare(
-        champion, window, load_reference(definition), drifted_columns or [], settings
+        champion,
+        window,
+        load_reference(definition),
+        drifted_columns or [],
+        settings,
+        flagged_ids=flagged_ids,
+        focus_group=focus_group,
     )
     version = registry.next_version(model)
     candidate_id = f"{model}-{version}"

@@ -101,6 +101,9 @@ def judge(
             )
         else:
             reasons.append(f"reference guard held: {champ_ref:.3f} -> {cand_ref:.3f}")
+    flagged_rule(champion, candidate, reasons)
+    if not group_rules(champion, candidate, settings, reasons):
+        passed = False
     if shifted.get("concept_shift"):
         reasons.append(
             f"excluded {shifted['reference_excluded']} reference holdout rows in the shifted "
@@ -114,7 +117,49 @@ def judge(
             "min_improvement": settings.min_improvement,
             "forgetting_tolerance": settings.forgetting_tolerance,
             "parity_tolerance": settings.parity_tolerance,
+            "group_gap_tolerance": settings.group_gap_tolerance,
         },
         "shifted_region": shifted,
     }
     return Verdict(passed=passed, reasons=reasons, figures=figures)
+
+
+def flagged_rule(champion: dict, candidate: dict, reasons: list[str]) -> None:
+    """Reported, not gating: the flagged slice is part of the recent holdout already judged."""
+    champ, cand = champion.get("flagged_slice_accuracy"), candidate.get("flagged_slice_accuracy")
+    if champ is not None and cand is not None:
+        reasons.append(f"flagged slice accuracy {champ:.3f} -> {cand:.3f}")
+
+
+def group_rules(champion: dict, candidate: dict, settings: CorrectionConfig, reasons) -> bool:
+    """Per group of the recent holdout: no group loses more than `group_gap_tolerance`, and
+    no attribute's accuracy gap (best group - worst group) widens by more than that."""
+    ok = True
+    by_attribute: dict[str, list[str]] = {}
+    for key in champion:
+        if key.startswith("group:") and key.endswith("_accuracy"):
+            attribute = key[len("group:") :].split("=", 1)[0]
+            by_attribute.setdefault(attribute, []).append(key)
+    tolerance = settings.group_gap_tolerance
+    for attribute, keys in sorted(by_attribute.items()):
+        champ = {k: champion[k] for k in keys if champion[k] is not None}
+        cand = {k: candidate.get(k) for k in champ if candidate.get(k) is not None}
+        if len(cand) < 2:
+            continue
+        for key in cand:
+            if cand[key] < champ[key] - tolerance:
+                ok = False
+                group = key[len("group:") : -len("_accuracy")]
+                reasons.append(
+                    f"group {group} regresses: accuracy {champ[key]:.3f} -> {cand[key]:.3f}"
+                )
+        champ_gap = max(champ[k] for k in cand) - min(champ[k] for k in cand)
+        cand_gap = max(cand.values()) - min(cand.values())
+        if cand_gap > champ_gap + tolerance:
+            ok = False
+            reasons.append(
+                f"widens the groups.{attribute} accuracy gap {champ_gap:.3f} -> {cand_gap:.3f}"
+            )
+        else:
+            reasons.append(f"groups.{attribute} accuracy gap {champ_gap:.3f} -> {cand_gap:.3f}")
+    return ok

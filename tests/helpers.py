@@ -31,12 +31,17 @@ def store_traffic(
 ):
     """Score rows with the ACTIVE version and store them (with labels) through the intake path.
     `poison`: the share of labels replaced by coin flips (a broken labelling pipeline)."""
-    version = registry.active(MODEL)
     frame = generate(n, shift, seed=seed)
     if poison:
         rng = np.random.default_rng(seed + 1)
         hit = rng.random(n) < poison
         frame.loc[hit, "label"] = rng.integers(0, 2, size=int(hit.sum()))
+    return store_frame(engine, registry, frame, labelled)
+
+
+def store_frame(engine, registry, frame, labelled: bool = True):
+    """Score `frame` with the ACTIVE version and store it through the intake path."""
+    version = registry.active(MODEL)
     preds, scores = OnnxModel.load(registry, MODEL, version).predict(frame)
     msgs = prediction_messages(frame, MODEL, version, preds, scores)
     if labelled:

@@ -7,9 +7,9 @@ import pytest
 from correctors.pipeline import train_candidate
 from correctors.swap import SwapRefused, swap
 from storage.queries import recent_window
-from tests.helpers import setup_model, store_traffic
+from tests.helpers import setup_model, store_frame, store_traffic
 from watcher.demo import MODEL
-from watcher.simulation import COVARIATE_ONLY, NORMAL, SHIFTED
+from watcher.simulation import COVARIATE_ONLY, NORMAL, SHIFTED, generate
 
 
 def correct(cfg, engine, registry, **settings):
@@ -87,3 +87,35 @@ def test_parity_failure_or_corrupt_onnx_never_goes_live(workdir, trained):
     with pytest.raises(SwapRefused, match="sha256"):
         swap(engine, registry, good.id, actor="operator")
     assert registry.active(MODEL) == "v1"
+
+
+def test_a_candidate_that_widens_a_group_gap_is_rejected(workdir, trained):
+    """The labelling rule changes for men only: a fine-tune that learns the new rule for
+    everyone fixes M and breaks F. The per-group gate must refuse it."""
+    _, cfg, engine, registry = setup_model(workdir, trained[1])
+    frame = generate(3000, SHIFTED, seed=26)  # labels flipped for high utilisation …
+    unflipped = generate(3000, COVARIATE_ONLY, seed=26)  # … the same rows, old labels
+    women = frame["sex"] == "F"
+    frame.loc[women, "label"] = unflipped.loc[women, "label"]  # … but only for men
+    store_frame(engine, registry, frame)
+    cand = correct(cfg, engine, registry, min_improvement=0.0)
+    reasons = cand.verdict["reasons"]
+    assert cand.status == "rejected", reasons
+    assert any("group sex=F regresses" in r or "widens the groups.sex" in r for r in reasons)
+    assert (
+        cand.champion_metrics["group:sex=F_accuracy"]
+        > cand.candidate_metrics["group:sex=F_accuracy"]
+    )
+
+
+def test_training_summary_counts_each_data_step(workdir, trained):
+    _, cfg, engine, registry = setup_model(workdir, trained[1])
+    frame = generate(2000, SHIFTED, seed=27)
+    frame.loc[:4, "income"] = 1e9  # absurd values, clipped not trusted
+    store_frame(engine, registry, frame)
+    cand = correct(cfg, engine, registry)
+    counts = cand.training
+    assert counts["clipped_outlier_values"] >= 5
+    for key in ("dropped_missing_labels", "dropped_duplicates", "dropped_unknown_labels"):
+        assert counts[key] == 0, key
+    assert counts["flagged_total"] > 0 and counts["replay_rows"] > 0

@@ -486,6 +486,8 @@ class Daemon:
                 incident_id=primary.id,
                 drifted_columns=drifted,
                 on_epoch=self.on_epoch,
+                flagged_ids={i for inc in incidents for i in (inc.flagged_ids or [])},
+                focus_group=focus_group(incidents),
             )
         except NothingToCorrect as exc:
             log.info("correction_skipped", model=name, reason=str(exc))
@@ -618,6 +620,15 @@ class Daemon:
                 status=cand.status,
                 reason="only validated candidates can be swapped in",
             )
+
+
+def focus_group(incidents) -> tuple[str, str] | None:
+    """The disadvantaged group of the worst open bias incident, for the corrector to target."""
+    for incident in incidents:
+        failures = (incident.figures or {}).get("failures") if incident.kind == "bias" else None
+        if failures:
+            return failures[0]["attribute"], str(failures[0]["disadvantaged"])
+    return None
 
 
 def check_schedules(model: ModelConfig) -> dict[ScheduleConfig, tuple[str, ...]]:
