@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from sqlalchemy import Engine
@@ -12,7 +13,7 @@ from torch import nn
 
 from correctors.encoding import FeatureEncoder
 from correctors.export import export_onnx
-from correctors.modeling import build_model, load_state_dict, predict_proba
+from correctors.modeling import build_model, load_state_dict, predict_outputs, predict_proba
 from correctors.runtime import OnnxModel
 from correctors.settings import ModelDefinition
 from storage.audit import record_event
@@ -53,7 +54,15 @@ class Champion:
     torch_model: nn.Module
     onnx: OnnxModel
 
+    @property
+    def task(self) -> str:
+        return self.onnx.task
+
     def class_index(self, labels: pd.Series) -> pd.Series:
+        """Training targets: class indices, or (regression) the label values as floats;
+        NaN where a label is unusable."""
+        if self.task == "regression":
+            return pd.to_numeric(labels, errors="coerce")
         index = {c: i for i, c in enumerate(self.classes)}
         return labels.map(index)
 
@@ -78,7 +87,8 @@ def register_version(
     vdir = registry.version_dir(model, version)
     vdir.mkdir(parents=True, exist_ok=True)
     torch.save(torch_model.state_dict(), registry.weights_path(model, version))
-    onnx_path = export_onnx(torch_model, encoder.width, registry.onnx_path(model, version))
+    task = card.get("task", "classification")
+    onnx_path = export_onnx(torch_model, encoder.width, registry.onnx_path(model, version), task)
     registry.write_card(model, version, {"model": model, "version": version, **card})
     return onnx_path
 
@@ -95,26 +105,33 @@ def bootstrap(
     encoder = FeatureEncoder.fit(
         reference, definition.numeric_features, definition.categorical_features
     )
-    classes = definition.classes or sorted(reference["label"].unique().tolist())
+    regression = definition.task == "regression"
+    classes = [] if regression else definition.classes or sorted(reference["label"].unique())
     torch_model = build_model(
         definition.factory, definition.factory_kwargs, load_state_dict(definition.weights)
     )
     x = encoder.transform(reference)
-    index = {c: i for i, c in enumerate(classes)}
-    y = reference["label"].map(index)
-    known = y.notna().to_numpy()
-    accuracy = float(
-        (predict_proba(torch_model, x[known]).argmax(axis=1) == y[known].to_numpy()).mean()
-    )
+    if regression:
+        target = pd.to_numeric(reference["label"], errors="coerce").to_numpy()
+        known = np.isfinite(target)
+        outputs = predict_outputs(torch_model, x[known], "regression")[:, 0]
+        baseline = {"mae": float(np.abs(outputs - target[known]).mean())}
+    else:
+        index = {c: i for i, c in enumerate(classes)}
+        y = reference["label"].map(index)
+        known = y.notna().to_numpy()
+        hits = predict_proba(torch_model, x[known]).argmax(axis=1) == y[known].to_numpy()
+        baseline = {"accuracy": float(hits.mean())}
     version = "v1"
     card = {
         "factory": definition.factory,
         "factory_kwargs": definition.factory_kwargs,
+        "task": definition.task,
         "encoder": encoder.to_dict(),
         "classes": classes,
         "parent": None,
         "source": str(definition.weights),
-        "baseline": {"accuracy": accuracy, "drift_reference": {"kind": "reference"}},
+        "baseline": {**baseline, "drift_reference": {"kind": "reference"}},
     }
     register_version(registry, model, version, torch_model, encoder, card)
     registry.activate(model, version, actor="daemon")
@@ -125,7 +142,7 @@ def bootstrap(
             actor="daemon",
             model=model,
             subject=version,
-            reference_accuracy=accuracy,
+            **{f"reference_{k}": v for k, v in baseline.items()},
         )
         record_event(session, "activated", actor="daemon", model=model, subject=version)
     return version

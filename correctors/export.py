@@ -14,7 +14,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from correctors.modeling import predict_proba
+from correctors.modeling import predict_outputs
 
 
 class _WithSoftmax(nn.Module):
@@ -28,9 +28,21 @@ class _WithSoftmax(nn.Module):
         return torch.softmax(self.model(x), dim=1)
 
 
-def export_onnx(model: nn.Module, n_inputs: int, path: Path) -> Path:
+class _AsColumn(nn.Module):
+    """Regression: one value per row, shaped (n, 1) like a single 'probability' column."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).reshape(-1, 1)
+
+
+def export_onnx(model: nn.Module, n_inputs: int, path: Path, task: str = "classification") -> Path:
     """Export with the dynamo exporter and a symbolic batch dimension, then run onnx.checker."""
     model = model.cpu().eval()
+    wrapped = _AsColumn(model) if task == "regression" else _WithSoftmax(model)
     example = (torch.zeros(2, n_inputs, dtype=torch.float32),)
     path.parent.mkdir(parents=True, exist_ok=True)
     quiet = io.StringIO()
@@ -38,7 +50,7 @@ def export_onnx(model: nn.Module, n_inputs: int, path: Path) -> Path:
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         program = torch.onnx.export(
-            _WithSoftmax(model),
+            wrapped,
             example,
             input_names=["features"],
             output_names=["probabilities"],
@@ -58,8 +70,8 @@ def onnx_session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def parity(model: nn.Module, path: Path, x: np.ndarray) -> float:
-    """Max absolute difference between torch and onnxruntime probabilities on `x`."""
-    torch_out = predict_proba(model.cpu(), x)
+def parity(model: nn.Module, path: Path, x: np.ndarray, task: str = "classification") -> float:
+    """Max absolute difference between torch and onnxruntime outputs on `x`."""
+    torch_out = predict_outputs(model.cpu(), x, task)
     onnx_out = onnx_session(path).run(None, {"features": x.astype(np.float32)})[0]
     return float(np.max(np.abs(torch_out - onnx_out))) if len(x) else 0.0

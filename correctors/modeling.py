@@ -59,3 +59,18 @@ def predict_proba(model: nn.Module, x: np.ndarray, batch: int = 8192) -> np.ndar
         chunk = torch.from_numpy(x[start : start + batch]).to(device)
         out.append(torch.softmax(model(chunk), dim=1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+@torch.no_grad()
+def predict_outputs(model: nn.Module, x: np.ndarray, task: str, batch: int = 8192) -> np.ndarray:
+    """What the served model returns: class probabilities, or (regression) one value per row
+    as an (n, 1) array."""
+    if task != "regression":
+        return predict_proba(model, x, batch)
+    device = next(model.parameters()).device
+    model.eval()
+    out = [
+        model(torch.from_numpy(x[start : start + batch]).to(device)).reshape(-1, 1).cpu().numpy()
+        for start in range(0, len(x), batch)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)

@@ -17,12 +17,12 @@ from sqlalchemy import Engine
 
 from correctors.champion import Champion, load_champion, load_reference, register_version
 from correctors.export import onnx_session, parity
-from correctors.finetune import fine_tune
-from correctors.modeling import predict_proba
+from correctors.modeling import predict_outputs, predict_proba
 from correctors.selection import drifted_region_mask, sample_replay, seeded_split
 from correctors.settings import CorrectionConfig, ModelDefinition
-from correctors.shift import find_shifted_region
-from correctors.validation import EvalSet, evaluate, judge
+from correctors.shift import ShiftedRegion, find_shifted_region
+from correctors.validation import EvalSet, evaluate, headline, judge
+from correctors.worker import FineTuneFailed, fine_tune_in_worker
 from storage.audit import record_event
 from storage.db import session_scope
 from storage.registry import ModelRegistry
@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 class NothingToCorrect(RuntimeError):
     """The window holds too few usable labelled samples to train on."""
+
+
+class TrainingFailed(RuntimeError):
+    """The training worker crashed, ran out of memory or time: retry the incident later."""
 
 
 @dataclass
@@ -56,7 +60,17 @@ class Prepared:
 def _encode_labels(champion: Champion, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     index = champion.class_index(frame["label"].astype(str))
     known = index.notna().to_numpy()
-    return known, index[known].to_numpy(dtype=np.int64)
+    dtype = np.float32 if champion.task == "regression" else np.int64
+    return known, index[known].to_numpy(dtype=dtype)
+
+
+def champion_errors(champion: Champion, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Misclassified rows; for regression, high-loss rows (|error| > 2 × reference MAE)."""
+    out = champion.onnx.proba_encoded(x)
+    if champion.task == "regression":
+        mae = float(champion.card.get("baseline", {}).get("mae") or np.abs(out[:, 0] - y).mean())
+        return np.abs(out[:, 0] - y) > 2 * mae
+    return out.argmax(axis=1) != y
 
 
 def prepare(
@@ -88,8 +102,7 @@ def prepare(
     x_ref = enc.transform(reference)
 
     split = seeded_split(len(window), settings.holdout_fraction, settings.seed)
-    champion_pred = champion.onnx.proba_encoded(x_win).argmax(axis=1)
-    misclassified = champion_pred != y_win
+    misclassified = champion_errors(champion, x_win, y_win)
     in_drift = drifted_region_mask(window, reference, enc, drifted_columns)
     # what the incidents point at: their flagged samples and a disadvantaged group
     in_incident = window["prediction_id"].isin(flagged_ids or set()).to_numpy()
@@ -106,8 +119,9 @@ def prepare(
     eligible = np.zeros(len(reference), dtype=bool)
     eligible[ref_split.train] = True
     eligible &= ~region.mask
+    strata = y_ref if champion.task != "regression" else quantile_bins(y_ref, 5)
     replay = sample_replay(
-        y_ref, eligible, int(settings.replay_ratio * len(flagged)), settings.seed
+        strata, eligible, int(settings.replay_ratio * len(flagged)), settings.seed
     )
 
     holdout_ref = ref_split.holdout
@@ -160,6 +174,12 @@ OUTLIER_SD = 5.0  # encoded numeric values beyond ±5 reference standard deviati
 GROUP_MIN_ROWS = 20  # holdout rows a group needs to be judged by the gate
 
 
+def quantile_bins(values: np.ndarray, bins: int) -> np.ndarray:
+    """Regression targets as quantile bins, so replay keeps the reference's target spread."""
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1))[1:-1])
+    return np.digitize(values, edges)
+
+
 def clip_outliers(x: np.ndarray) -> tuple[np.ndarray, int]:
     """Clip standardised inputs to ±OUTLIER_SD so a few wild values cannot dominate a
     fine-tune; one-hot columns (0/1) are unaffected. Returns the count of clipped values."""
@@ -202,8 +222,11 @@ def _shifted_region(
     y_recent: np.ndarray,
     settings: CorrectionConfig,
 ):
-    """Compare the old truth (champion) with a recent truth (champion tuned on recent only)."""
-    recent_model = fine_tune(champion.torch_model, x_recent, y_recent, settings).model
+    """Compare the old truth (champion) with a recent truth (champion tuned on recent only).
+    Regression has no class confidence to compare: the whole reference stays guarded."""
+    if champion.task == "regression":
+        return _shifted_values(champion, x_ref, x_recent, y_recent, settings)
+    recent_model = fine_tune_in_worker(champion.torch_model, x_recent, y_recent, settings).model
     return find_shifted_region(
         y_ref,
         champion.onnx.proba_encoded(x_ref),
@@ -211,6 +234,22 @@ def _shifted_region(
         confidence=settings.shift_confidence,
         min_share=settings.shift_min_share,
     )
+
+
+def _shifted_values(champion, x_ref, x_recent, y_recent, settings) -> ShiftedRegion:
+    """Regression: reference rows where a model tuned on recent labels alone and the champion
+    disagree by more than twice the reference MAE: there the recent truth contradicts the old."""
+    recent_model = fine_tune_in_worker(champion.torch_model, x_recent, y_recent, settings).model
+    old = champion.onnx.proba_encoded(x_ref)[:, 0]
+    new = predict_outputs(recent_model, x_ref, "regression")[:, 0]
+    mae = float(champion.card.get("baseline", {}).get("mae") or 0.5)
+    mask = np.abs(new - old) > 2 * mae
+    share = float(mask.mean()) if len(mask) else 0.0
+    if share < settings.shift_min_share:
+        note = f"{share:.1%} of reference rows contradicted: covariate shift only"
+        return ShiftedRegion(np.zeros(len(old), bool), int(mask.sum()), False, [note])
+    note = f"{share:.1%} of reference rows contradicted by recent labels (|Δ| > 2 × MAE {mae:.3f})"
+    return ShiftedRegion(mask, int(mask.sum()), True, [note])
 
 
 def _update(engine: Engine, candidate_id: str, **fields) -> Candidate:
@@ -243,15 +282,18 @@ def train_candidate(
     if parent is None:
         raise NothingToCorrect(f"model {model!r} has no active version to correct")
     champion = load_champion(registry, model, parent)
-    prepared = prepare(
-        champion,
-        window,
-        load_reference(definition),
-        drifted_columns or [],
-        settings,
-        flagged_ids=flagged_ids,
-        focus_group=focus_group,
-    )
+    try:
+        prepared = prepare(
+            champion,
+            window,
+            load_reference(definition),
+            drifted_columns or [],
+            settings,
+            flagged_ids=flagged_ids,
+            focus_group=focus_group,
+        )
+    except FineTuneFailed as exc:
+        raise TrainingFailed(exc.reason) from exc
     version = registry.next_version(model)
     candidate_id = f"{model}-{version}"
     with session_scope(engine) as session:
@@ -275,16 +317,34 @@ def train_candidate(
             **prepared.counts,
         )
     try:
-        result = fine_tune(
-            champion.torch_model, prepared.train_x, prepared.train_y, settings, on_epoch=on_epoch
-        )
+        try:
+            result = fine_tune_in_worker(
+                champion.torch_model,
+                prepared.train_x,
+                prepared.train_y,
+                settings,
+                on_epoch=on_epoch,
+            )
+        except FineTuneFailed as exc:  # the worker died: the daemon lives, the incident retries
+            _update(engine, candidate_id, status="failed", verdict={"reasons": [exc.reason]})
+            with session_scope(engine) as s:
+                record_event(
+                    s,
+                    "candidate_failed",
+                    actor="daemon",
+                    model=model,
+                    subject=candidate_id,
+                    reason=exc.reason,
+                )
+            raise TrainingFailed(exc.reason) from exc
         summary = {**prepared.counts, "fine_tune": result.summary()}
-        champ_metrics = evaluate(champion.onnx.proba_encoded, prepared.sets)
+        champ_metrics = evaluate(champion.onnx.proba_encoded, prepared.sets, champion.task)
         card = {
             "factory": champion.card["factory"],
             "factory_kwargs": champion.card["factory_kwargs"],
             "encoder": champion.encoder.to_dict(),
             "classes": champion.classes,
+            "task": champion.task,
             "parent": parent,
             "candidate_id": candidate_id,
             "incident_id": incident_id,
@@ -292,12 +352,15 @@ def train_candidate(
         }
         onnx_path = register_version(registry, model, version, result.model, champion.encoder, card)
         sample = prepared.x_win[:PARITY_ROWS]
-        max_diff = parity(result.model, onnx_path, sample)
+        max_diff = parity(result.model, onnx_path, sample, champion.task)
         served = onnx_session(onnx_path)
-        cand_metrics = evaluate(lambda x: served.run(None, {"features": x})[0], prepared.sets)
+        cand_metrics = evaluate(
+            lambda x: served.run(None, {"features": x})[0], prepared.sets, champion.task
+        )
         verdict = judge(champ_metrics, cand_metrics, max_diff, prepared.shifted, settings)
+        metric = headline(champion.task)
         baseline = {
-            "accuracy": cand_metrics["recent_holdout_accuracy"],
+            metric: cand_metrics[f"recent_holdout_{metric}"],
             "drift_reference": {
                 "kind": "window",
                 "start_seq": prepared.window_seq[0],
@@ -317,6 +380,8 @@ def train_candidate(
                 "verdict": verdict.to_dict(),
             },
         )
+    except TrainingFailed:
+        raise
     except Exception as exc:  # noqa: BLE001 - recorded as a rejection with the reason
         log.exception("correction failed for %s", candidate_id)
         return _reject(engine, model, candidate_id, f"correction failed: {exc!r}")

@@ -23,6 +23,7 @@ class OnnxModel:
     encoder: FeatureEncoder
     classes: list[str]
     session: ort.InferenceSession
+    task: str = "classification"
 
     @classmethod
     def load(cls, registry: ModelRegistry, model: str, version: str) -> OnnxModel:
@@ -32,8 +33,9 @@ class OnnxModel:
             model=model,
             version=version,
             encoder=FeatureEncoder.from_dict(card["encoder"]),
-            classes=[str(c) for c in card["classes"]],
+            classes=[str(c) for c in card.get("classes") or []],
             session=onnx_session(Path(registry.onnx_path(model, version))),
+            task=card.get("task", "classification"),
         )
 
     def proba_encoded(self, x: np.ndarray) -> np.ndarray:
@@ -42,7 +44,13 @@ class OnnxModel:
     def proba(self, frame: pd.DataFrame) -> np.ndarray:
         return self.proba_encoded(self.encoder.transform(frame))
 
-    def predict(self, frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
-        """Class names and probabilities for each row of raw features."""
-        probs = self.proba(frame)
-        return [self.classes[i] for i in probs.argmax(axis=1)], probs
+    def predict(self, frame: pd.DataFrame) -> tuple[list, np.ndarray]:
+        """Class names and probabilities for each row of raw features; for regression, the
+        predicted values (rounded to 6 digits) and the raw (n, 1) output."""
+        out = self.proba(frame)
+        return self.decode(out), out
+
+    def decode(self, out: np.ndarray) -> list:
+        if self.task == "regression":
+            return [round(float(v), 6) for v in out[:, 0]]
+        return [self.classes[i] for i in out.argmax(axis=1)]

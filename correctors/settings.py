@@ -29,12 +29,48 @@ class CorrectionConfig(Strict):
     forgetting_tolerance: float = Field(
         0.02, ge=0, description="accuracy loss allowed on reference"
     )
+    group_gap_tolerance: float = Field(
+        0.03, ge=0, description="per-group accuracy loss, and gap widening, the gate allows"
+    )
     shift_confidence: float = Field(
         0.6, gt=0.5, lt=1, description="both truths this sure, and disagreeing: contradicted"
     )
     shift_min_share: float = Field(0.05, ge=0, le=1, description="below: covariate shift only")
     parity_tolerance: float = Field(1e-4, gt=0)
     seed: int = 0
+    trainable: list[str] | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "dotted parameter-name prefixes to train (e.g. ['net.4'] for the head; a prefix "
+            "matches the name itself or anything below it); the rest is frozen. None: train all"
+        ),
+    )
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (AdamW)")
+    l2_sp: float = Field(
+        0.0,
+        ge=0,
+        description="L2-SP pull toward the champion: loss += l2_sp * sum((w - w0)^2), trainable w",
+    )
+    time_budget_s: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "training stops after the epoch that crosses it; a worker still running "
+            "30 s past it is killed"
+        ),
+    )
+    memory_budget_mb: int = Field(
+        4096,
+        gt=0,
+        description=(
+            "address space the worker may add beyond its baseline (Python, torch, the CUDA "
+            "context); enforced with RLIMIT_AS, so host memory only, never GPU memory"
+        ),
+    )
+    worker: bool = Field(
+        True, description="fine-tune in a separate process: a crash or OOM cannot kill the daemon"
+    )
 
 
 class ModelDefinition(Strict):
@@ -43,7 +79,7 @@ class ModelDefinition(Strict):
     factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     factory_kwargs: dict[str, Any] = Field(default_factory=dict)
     weights: Path | None = None
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "regression"] = "classification"
     reference: Path
     label_column: str = "label"
     classes: list[str] | None = Field(

@@ -38,19 +38,35 @@ class Verdict:
         return {"passed": self.passed, "reasons": self.reasons, **self.figures}
 
 
-def accuracy(proba: ProbaFn, data: EvalSet) -> float | None:
+def headline(task: str) -> str:
+    """The metric the gate judges by: accuracy (higher is better) or MAE (lower is better)."""
+    return "mae" if task == "regression" else "accuracy"
+
+
+def score(proba: ProbaFn, data: EvalSet, task: str = "classification") -> float | None:
     if len(data.y) == 0:
         return None
-    return float((proba(data.x).argmax(axis=1) == data.y).mean())
+    out = proba(data.x)
+    if task == "regression":
+        return float(np.abs(out[:, 0] - data.y).mean())
+    return float((out.argmax(axis=1) == data.y).mean())
 
 
-def evaluate(proba: ProbaFn, sets: list[EvalSet]) -> dict[str, float | None]:
-    """Accuracy and row count on each evaluation set."""
+def evaluate(
+    proba: ProbaFn, sets: list[EvalSet], task: str = "classification"
+) -> dict[str, float | None]:
+    """The headline metric and row count on each evaluation set."""
+    metric = headline(task)
     out: dict[str, float | None] = {}
     for data in sets:
-        out[f"{data.name}_accuracy"] = accuracy(proba, data)
+        out[f"{data.name}_{metric}"] = score(proba, data, task)
         out[f"{data.name}_rows"] = len(data.y)
     return out
+
+
+def _gain(champ: float, cand: float, metric: str) -> float:
+    """How much better the candidate is (positive = better), whatever the direction."""
+    return champ - cand if metric == "mae" else cand - champ
 
 
 def judge(
@@ -72,32 +88,33 @@ def judge(
     else:
         reasons.append(f"ONNX parity ok: max abs diff {parity_max_abs_diff:.2e}")
 
+    metric = "mae" if "recent_holdout_mae" in champion else "accuracy"
     champ_recent, cand_recent = (
-        champion["recent_holdout_accuracy"],
-        candidate["recent_holdout_accuracy"],
+        champion[f"recent_holdout_{metric}"],
+        candidate[f"recent_holdout_{metric}"],
     )
     if champ_recent is None or cand_recent is None:
         passed = False
         reasons.append("no recent held-out labels: cannot judge the present")
-    elif cand_recent < champ_recent + settings.min_improvement:
+    elif _gain(champ_recent, cand_recent, metric) < settings.min_improvement:
         passed = False
         reasons.append(
-            f"recent holdout accuracy {cand_recent:.3f} does not beat the champion's "
+            f"recent holdout {metric} {cand_recent:.3f} does not beat the champion's "
             f"{champ_recent:.3f} by {settings.min_improvement}"
         )
     else:
-        reasons.append(f"recent holdout accuracy {champ_recent:.3f} -> {cand_recent:.3f}")
+        reasons.append(f"recent holdout {metric} {champ_recent:.3f} -> {cand_recent:.3f}")
 
     champ_ref, cand_ref = (
-        champion["reference_guarded_accuracy"],
-        candidate["reference_guarded_accuracy"],
+        champion[f"reference_guarded_{metric}"],
+        candidate[f"reference_guarded_{metric}"],
     )
     if champ_ref is not None and cand_ref is not None:
-        if cand_ref < champ_ref - settings.forgetting_tolerance:
+        if _gain(champ_ref, cand_ref, metric) < -settings.forgetting_tolerance:
             passed = False
             reasons.append(
-                f"forgets the reference: accuracy {cand_ref:.3f} < champion {champ_ref:.3f} - "
-                f"{settings.forgetting_tolerance}"
+                f"forgets the reference: {metric} {cand_ref:.3f} vs champion {champ_ref:.3f} "
+                f"(tolerance {settings.forgetting_tolerance})"
             )
         else:
             reasons.append(f"reference guard held: {champ_ref:.3f} -> {cand_ref:.3f}")
@@ -126,18 +143,24 @@ def judge(
 
 def flagged_rule(champion: dict, candidate: dict, reasons: list[str]) -> None:
     """Reported, not gating: the flagged slice is part of the recent holdout already judged."""
-    champ, cand = champion.get("flagged_slice_accuracy"), candidate.get("flagged_slice_accuracy")
-    if champ is not None and cand is not None:
-        reasons.append(f"flagged slice accuracy {champ:.3f} -> {cand:.3f}")
+    for metric in ("accuracy", "mae"):
+        champ, cand = (
+            champion.get(f"flagged_slice_{metric}"),
+            candidate.get(f"flagged_slice_{metric}"),
+        )
+        if champ is not None and cand is not None:
+            reasons.append(f"flagged slice {metric} {champ:.3f} -> {cand:.3f}")
 
 
 def group_rules(champion: dict, candidate: dict, settings: CorrectionConfig, reasons) -> bool:
     """Per group of the recent holdout: no group loses more than `group_gap_tolerance`, and
     no attribute's accuracy gap (best group - worst group) widens by more than that."""
     ok = True
+    metric = "mae" if any(k.endswith("_mae") for k in champion) else "accuracy"
+    suffix = f"_{metric}"
     by_attribute: dict[str, list[str]] = {}
     for key in champion:
-        if key.startswith("group:") and key.endswith("_accuracy"):
+        if key.startswith("group:") and key.endswith(suffix):
             attribute = key[len("group:") :].split("=", 1)[0]
             by_attribute.setdefault(attribute, []).append(key)
     tolerance = settings.group_gap_tolerance
@@ -147,19 +170,19 @@ def group_rules(champion: dict, candidate: dict, settings: CorrectionConfig, rea
         if len(cand) < 2:
             continue
         for key in cand:
-            if cand[key] < champ[key] - tolerance:
+            if _gain(champ[key], cand[key], metric) < -tolerance:
                 ok = False
-                group = key[len("group:") : -len("_accuracy")]
+                group = key[len("group:") : -len(suffix)]
                 reasons.append(
-                    f"group {group} regresses: accuracy {champ[key]:.3f} -> {cand[key]:.3f}"
+                    f"group {group} regresses: {metric} {champ[key]:.3f} -> {cand[key]:.3f}"
                 )
         champ_gap = max(champ[k] for k in cand) - min(champ[k] for k in cand)
         cand_gap = max(cand.values()) - min(cand.values())
         if cand_gap > champ_gap + tolerance:
             ok = False
             reasons.append(
-                f"widens the groups.{attribute} accuracy gap {champ_gap:.3f} -> {cand_gap:.3f}"
+                f"widens the groups.{attribute} {metric} gap {champ_gap:.3f} -> {cand_gap:.3f}"
             )
         else:
-            reasons.append(f"groups.{attribute} accuracy gap {champ_gap:.3f} -> {cand_gap:.3f}")
+            reasons.append(f"groups.{attribute} {metric} gap {champ_gap:.3f} -> {cand_gap:.3f}")
     return ok

@@ -16,3 +16,8 @@ def mlp_classifier(
         width = hidden
     blocks.append(nn.Linear(width, n_classes))
     return nn.Sequential(*blocks)
+
+
+def mlp_regressor(n_inputs: int, hidden: int = 64, layers: int = 2) -> nn.Module:
+    """A small tabular MLP with one output (a rating, a price, …)."""
+    return mlp_classifier(n_inputs, n_classes=1, hidden=hidden, layers=layers)

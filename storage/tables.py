@@ -107,6 +107,8 @@ class Incident(SQLModel, table=True):
         default_factory=list, sa_column=Column(JSON, nullable=False, default=list)
     )  # the samples a correction should target (capped by checks.max_flagged_ids)
     reopened: int = 0  # times it failed again within the cooldown after resolving
+    correction_attempts: int = 0  # corrections whose training worker failed (retried)
+    correction_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     alerted_at: datetime | None = None
     opened_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -26,7 +27,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from correctors.champion import bootstrap
-from correctors.pipeline import NothingToCorrect, train_candidate
+from correctors.pipeline import NothingToCorrect, TrainingFailed, train_candidate
 from correctors.swap import APPROVABLE, SwapRefused, await_approval, rollback, swap
 from storage.audit import record_event
 from storage.db import make_engine, redact_url, session_scope
@@ -47,9 +48,11 @@ from watcher.config import (
 from watcher.detection import KINDS, ModelChecker
 from watcher.http_api import HttpServer
 from watcher.incidents import (
+    MAX_CORRECTION_ATTEMPTS,
     IncidentChange,
     mark_alerted,
     mark_covered,
+    mark_for_retry,
     open_incidents,
     record_outcomes,
 )
@@ -431,10 +434,16 @@ class Daemon:
             "errors so far"
         )
 
-    def _labelled_errors(self, name: str, model: ModelConfig):
+    def _labelled_errors(self, name: str, model: ModelConfig) -> int:
+        """Labelled rows the serving version got wrong (regression: |error| above twice the
+        reference MAE), the material a correction learns from."""
         active = self.registry.active(name)
         window = recent_window(self.engine, name, model.checks.window, labelled_only=True)
         served = window[window["model_version"] == active]
+        if model.task == "regression":
+            mae = self.registry.card(name, active).get("baseline", {}).get("mae", 0.0)
+            error = pd.to_numeric(served["prediction"]) - pd.to_numeric(served["label"])
+            return int((error.abs() > 2 * mae).sum())
         return int((served["prediction"].astype(str) != served["label"].astype(str)).sum())
 
     def send_alert(self, alert: dict) -> None:
@@ -491,6 +500,25 @@ class Daemon:
             )
         except NothingToCorrect as exc:
             log.info("correction_skipped", model=name, reason=str(exc))
+            return
+        except TrainingFailed as exc:  # the worker died, not us: retry at a later round
+            attempts = mark_for_retry(self.engine, [i.id for i in incidents], str(exc))
+            log.error("correction_failed", model=name, reason=str(exc), attempts=attempts)
+            self.send_alert(
+                build_alert(
+                    "correction_failed",
+                    name,
+                    incident_id=primary.id,
+                    severity="high",
+                    summary=f"training failed: {exc}",
+                    next_action=(
+                        f"retrying at the next check round (attempt {attempts} of "
+                        f"{MAX_CORRECTION_ATTEMPTS})"
+                        if attempts < MAX_CORRECTION_ATTEMPTS
+                        else "no more automatic retries: check correction budgets and the log"
+                    ),
+                )
+            )
             return
         mark_covered(self.engine, [i.id for i in incidents], cand.id)
         log.info(

@@ -235,7 +235,10 @@ class ModelChecker:
         base = self.baseline(cfg, version)
         numeric, categorical = self._drift_columns(cfg)
         current = window[cfg.features].copy()
-        current["prediction"] = window["prediction"].astype(str)
+        if cfg.task == "regression":
+            current["prediction"] = pd.to_numeric(window["prediction"], errors="coerce")
+        else:
+            current["prediction"] = window["prediction"].astype(str)
         result = run_drift(
             current,
             base.frame,

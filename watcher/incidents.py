@@ -182,8 +182,37 @@ def open_incidents(engine: Engine, model: str, *, uncovered: bool = False) -> li
     with session_scope(engine) as session:
         query = select(Incident).where(Incident.model == model, Incident.status == "open")
         if uncovered:
-            query = query.where(Incident.candidate_id.is_(None))
+            query = query.where(
+                Incident.candidate_id.is_(None),
+                Incident.correction_attempts < MAX_CORRECTION_ATTEMPTS,
+            )
         return list(session.exec(query.order_by(Incident.id)))
+
+
+MAX_CORRECTION_ATTEMPTS = 3
+
+
+def mark_for_retry(engine: Engine, incident_ids: list[int], reason: str) -> int:
+    """A correction's training failed: count the attempt and keep the incident open, so the
+    next round tries again (up to MAX_CORRECTION_ATTEMPTS). Returns the highest count."""
+    highest = 0
+    with session_scope(engine) as session:
+        for incident_id in incident_ids:
+            incident = session.get(Incident, incident_id)
+            incident.correction_attempts += 1
+            incident.correction_error = reason[:2000]
+            highest = max(highest, incident.correction_attempts)
+            session.add(incident)
+            record_event(
+                session,
+                "correction_retry",
+                actor="daemon",
+                model=incident.model,
+                subject=str(incident_id),
+                attempts=incident.correction_attempts,
+                reason=reason,
+            )
+    return highest
 
 
 def mark_covered(engine: Engine, incident_ids: list[int], candidate_id: str) -> None:
