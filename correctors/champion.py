@@ -103,7 +103,11 @@ def bootstrap(
         )
     reference = load_reference(definition)
     encoder = FeatureEncoder.fit(
-        reference, definition.numeric_features, definition.categorical_features
+        reference,
+        definition.numeric_features,
+        definition.categorical_features,
+        definition.text_features,
+        definition.text_buckets,
     )
     regression = definition.task == "regression"
     classes = [] if regression else definition.classes or sorted(reference["label"].unique())

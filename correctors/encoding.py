@@ -3,10 +3,15 @@
 Numeric: standardised with the reference mean/std; missing or non-numeric → the mean (0.0).
 Categorical: one-hot over the reference vocabulary plus one `<unknown>` slot that unseen
 values and missing values share.
+Text: a bag of words hashed into `buckets` slots (crc32 of each lower-cased token), log-scaled
+and L2-normalised per row; missing text is all zeros. No vocabulary to ship or to drift out of
+date: an unseen word still lands in a slot.
 """
 
 from __future__ import annotations
 
+import re
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -14,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 UNKNOWN = "<unknown>"
+TOKEN = re.compile(r"[a-z0-9']+")
 
 
 @dataclass
@@ -23,10 +29,24 @@ class FeatureEncoder:
     means: dict[str, float] = field(default_factory=dict)
     stds: dict[str, float] = field(default_factory=dict)
     vocab: dict[str, list[str]] = field(default_factory=dict)
+    text: list[str] = field(default_factory=list)
+    buckets: int = 256
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> FeatureEncoder:
-        enc = cls(numeric=list(numeric), categorical=list(categorical))
+    def fit(
+        cls,
+        frame: pd.DataFrame,
+        numeric: list[str],
+        categorical: list[str],
+        text: list[str] | None = None,
+        buckets: int = 256,
+    ) -> FeatureEncoder:
+        enc = cls(
+            numeric=list(numeric),
+            categorical=list(categorical),
+            text=list(text or []),
+            buckets=buckets,
+        )
         for col in numeric:
             values = pd.to_numeric(frame[col], errors="coerce")
             enc.means[col] = float(values.mean())
@@ -38,11 +58,12 @@ class FeatureEncoder:
 
     @property
     def width(self) -> int:
-        return len(self.numeric) + sum(len(v) + 1 for v in self.vocab.values())
+        tabular = len(self.numeric) + sum(len(v) + 1 for v in self.vocab.values())
+        return tabular + len(self.text) * self.buckets
 
     @property
     def features(self) -> list[str]:
-        return [*self.numeric, *self.categorical]
+        return [*self.numeric, *self.categorical, *self.text]
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Encode a frame of raw feature columns into the float32 matrix the model takes."""
@@ -69,6 +90,10 @@ class FeatureEncoder:
             )
             out[np.arange(n), col_idx + codes] = 1.0
             col_idx += len(vocab) + 1
+        for col in self.text:
+            raw = frame[col] if col in frame else pd.Series([None] * n)
+            out[:, col_idx : col_idx + self.buckets] = hashed_bag(raw, self.buckets)
+            col_idx += self.buckets
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,3 +102,17 @@ class FeatureEncoder:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureEncoder:
         return cls(**data)
+
+
+def hashed_bag(texts: pd.Series, buckets: int) -> np.ndarray:
+    """Rows of hashed token counts, log1p-scaled and L2-normalised (zeros for missing text)."""
+    out = np.zeros((len(texts), buckets), dtype=np.float32)
+    for row, value in enumerate(texts):
+        if not isinstance(value, str):
+            continue
+        for token in TOKEN.findall(value.lower()):
+            out[row, zlib.crc32(token.encode()) % buckets] += 1.0
+    np.log1p(out, out=out)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    np.divide(out, norms, out=out, where=norms > 0)
+    return out

@@ -87,16 +87,21 @@ class ModelDefinition(Strict):
     )
     numeric_features: list[str] = Field(default_factory=list)
     categorical_features: list[str] = Field(default_factory=list)
+    text_features: list[str] = Field(
+        default_factory=list, description="free-text columns, encoded as hashed bags of words"
+    )
+    text_buckets: int = Field(256, ge=8, le=65536, description="hash slots per text column")
 
     @model_validator(mode="after")
     def _has_features(self):
-        if not self.numeric_features and not self.categorical_features:
-            raise ValueError("declare numeric_features and/or categorical_features")
-        overlap = set(self.numeric_features) & set(self.categorical_features)
+        if not (self.numeric_features or self.categorical_features or self.text_features):
+            raise ValueError("declare numeric_features, categorical_features or text_features")
+        kinds = [self.numeric_features, self.categorical_features, self.text_features]
+        overlap = {f for i, a in enumerate(kinds) for b in kinds[i + 1 :] for f in set(a) & set(b)}
         if overlap:
-            raise ValueError(f"features both numeric and categorical: {sorted(overlap)}")
+            raise ValueError(f"features declared under two kinds: {sorted(overlap)}")
         return self
 
     @property
     def features(self) -> list[str]:
-        return [*self.numeric_features, *self.categorical_features]
+        return [*self.numeric_features, *self.categorical_features, *self.text_features]

@@ -92,12 +92,14 @@ def prediction_messages(
     frame: pd.DataFrame,
     model: str,
     version: str,
-    predictions: list[str],
+    predictions: list,
     scores: np.ndarray,
+    features: list[str] | None = None,
 ) -> list[dict]:
-    """Prediction logs in the DESIGN.md schema for rows that a model version just scored."""
+    """Prediction logs in the DESIGN.md schema for rows that a model version just scored
+    (`features`: the columns to log; the credit model's by default)."""
     now = datetime.now(UTC).isoformat()
-    records = frame[NUMERIC + CATEGORICAL].to_dict(orient="records")
+    records = frame[features or NUMERIC + CATEGORICAL].to_dict(orient="records")
     return [
         {
             "prediction_id": uuid.uuid4().hex,
@@ -105,7 +107,7 @@ def prediction_messages(
             "model_version": version,
             "ts": now,
             "features": features,
-            "prediction": int(pred),
+            "prediction": pred if isinstance(pred, float) else int(pred),
             "scores": [round(float(s), 6) for s in score],
             "groups": {"sex": sex},
             "label": None,
