@@ -34,6 +34,11 @@ def test_concept_shift_candidate_is_validated_and_names_the_excluded_region(work
     assert cand.status == "validated", cand.verdict["reasons"]
     assert cand.candidate_metrics["recent_holdout_accuracy"] > 0.8
     assert cand.champion_metrics["recent_holdout_accuracy"] < 0.5
+    # the flagged slice is repaired, and where the old truth holds nothing is forgotten
+    ch, ca = cand.champion_metrics, cand.candidate_metrics
+    assert ca["flagged_slice_accuracy"] > ch["flagged_slice_accuracy"] + 0.3
+    tolerance = cfg.models[MODEL].correction.forgetting_tolerance
+    assert ca["reference_guarded_accuracy"] >= ch["reference_guarded_accuracy"] - tolerance
     shifted = cand.verdict["shifted_region"]
     assert shifted["concept_shift"] and shifted["reference_excluded"] > 50
     assert any("excluded" in r for r in cand.verdict["reasons"])

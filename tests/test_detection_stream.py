@@ -133,7 +133,7 @@ def test_label_flip_is_caught_by_the_error_check_not_the_drift_check(served, kaf
     assert top["column"] == "utilization" and top["lift"] > 1.5, error.figures["error_slices"]
     assert [c.incident.kind for c in changes if c.opened] == ["error"]
     misclassified = error.figures["errors"]
-    assert len(error.flagged_ids) == misclassified
+    assert len(error.flagged_ids) >= misclassified  # the errors and their slices
 
 
 def test_bias_against_one_group_is_caught_with_the_group_and_the_gap(served, kafka_cfg):

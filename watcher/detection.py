@@ -392,7 +392,11 @@ class ModelChecker:
             gap = abs(value - base.quality[headline])
             margin = abs(base.quality[headline] - bound) or 1e-9
             outcome.severity = "critical" if gap >= 2 * margin else "high"
-            outcome.flagged_ids = labelled.loc[errors, "prediction_id"].tolist()[
+            # the errors, and the rows of the slices where errors concentrate
+            in_slices = pd.Series(False, index=labelled.index)
+            for found in slices[:10]:
+                in_slices |= found.mask(labelled)
+            outcome.flagged_ids = labelled.loc[errors | in_slices, "prediction_id"].tolist()[
                 : checks.max_flagged_ids
             ]
             outcome.report_path = self.save(result.snapshot, "error")
