@@ -260,6 +260,45 @@ def test_cut_broker_connections_lose_nothing_and_store_nothing_twice(tmp_path):
         survive_broker_outage(outage_cfg(broker.bootstrap), engine, cut(proxy), CUT_S)
 
 
+def survive_database_outage(cfg: KafkaConfig, engine: Engine, outage, seconds: float) -> None:
+    """Store, make the database unusable with `outage` for `seconds` while more arrives, then
+    more again: the intake waits and retries (nothing counted, nothing committed meanwhile),
+    says so in its state, and in the end every id is stored exactly once."""
+    producer = make_producer(cfg)
+    try:
+        with running_ingestor(cfg, engine) as (ingestor, states):
+            ids = produce(producer, cfg, 2000, "before")
+            assert wait_for(lambda: stored_total(engine) >= len(ids), 30), states
+            with outage:
+                until = time.monotonic() + seconds
+                ids += produce(producer, cfg, 2000, "during")  # arrives, cannot be written
+                assert wait_for(lambda: ingestor.stats.state == DB_DOWN, seconds), states
+                sleep_until(until)  # retrying all along: no batch may be given up
+                assert ingestor.stats.state == DB_DOWN, states
+                assert ingestor.stats.predictions == 2000
+            ids += produce(producer, cfg, 1000, "after")
+            assert wait_for(lambda: ingestor.stats.predictions >= len(ids), 60), (
+                f"counted {ingestor.stats.predictions} of {len(ids)}; states: {states}"
+            )
+            assert wait_for(lambda: ingestor.stats.state == "consuming", 10), states
+        assert_exactly_once(engine, ids, ingestor)
+    finally:
+        producer.close(timeout=5)
+        engine.dispose()
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Another connection holds SQLite's write lock until the block ends."""
+    other = sqlite3.connect(path, isolation_level=None, timeout=10)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        other.execute("COMMIT")
+        other.close()
+
+
 # -- 3a. PostgreSQL unreachable --------------------------------------------------------------
 @pytest.mark.timeout(120)
 def test_postgres_unreachable_loses_nothing_and_stores_nothing_twice(kafka_cfg):
@@ -267,32 +306,11 @@ def test_postgres_unreachable_loses_nothing_and_stores_nothing_twice(kafka_cfg):
     pg = make_url(url)
     proxy = TcpProxy(pg.host or "127.0.0.1", pg.port or 5432).start()
     proxied = pg.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    engine = make_engine(proxied, lock_timeout_s=2)
-    producer = make_producer(kafka_cfg)
     try:
-        with running_ingestor(kafka_cfg, engine) as (ingestor, states):
-            ids = produce(producer, kafka_cfg, 2000, "before")
-            assert wait_for(lambda: stored_total(engine) >= len(ids), 30), states
-            proxy.cut()
-            cut_until = time.monotonic() + CUT_S
-            try:
-                ids += produce(producer, kafka_cfg, 2000, "during")  # arrives, cannot be written
-                assert wait_for(lambda: ingestor.stats.state == DB_DOWN, CUT_S), states
-                sleep_until(cut_until)  # retrying all along: no batch may be given up
-                assert ingestor.stats.state == DB_DOWN, states
-                assert ingestor.stats.predictions == 2000
-            finally:
-                proxy.restore()
-            ids += produce(producer, kafka_cfg, 1000, "after")
-            assert wait_for(lambda: ingestor.stats.predictions >= len(ids), 60), (
-                f"counted {ingestor.stats.predictions} of {len(ids)}; states: {states}"
-            )
-            assert wait_for(lambda: ingestor.stats.state == "consuming", 10), states
-        assert_exactly_once(engine, ids, ingestor)
+        engine = make_engine(proxied, lock_timeout_s=2)
+        survive_database_outage(kafka_cfg, engine, cut(proxy), CUT_S)
     finally:
-        producer.close(timeout=5)
         proxy.stop()
-        engine.dispose()
         _drop_schema(schema)
 
 
@@ -300,33 +318,8 @@ def test_postgres_unreachable_loses_nothing_and_stores_nothing_twice(kafka_cfg):
 @pytest.mark.timeout(120)
 def test_sqlite_locked_loses_nothing_and_stores_nothing_twice(kafka_cfg, tmp_path):
     path = tmp_path / "warden.db"
-    engine = make_engine(f"sqlite:///{path}", lock_timeout_s=0.5)
-    producer = make_producer(kafka_cfg)
-    other = sqlite3.connect(path, isolation_level=None, timeout=10)
-    try:
-        with running_ingestor(kafka_cfg, engine) as (ingestor, states):
-            ids = produce(producer, kafka_cfg, 2000, "before")
-            assert wait_for(lambda: stored_total(engine) >= len(ids), 30), states
-            other.execute("BEGIN EXCLUSIVE")  # held ~5 s; the intake waits 0.5 s per attempt
-            locked_until = time.monotonic() + 5
-            try:
-                ids += produce(producer, kafka_cfg, 2000, "during")
-                assert wait_for(lambda: ingestor.stats.state == DB_DOWN, 5), states
-                sleep_until(locked_until)
-                assert ingestor.stats.state == DB_DOWN, states
-                assert ingestor.stats.predictions == 2000
-            finally:
-                other.execute("COMMIT")
-                other.close()
-            ids += produce(producer, kafka_cfg, 1000, "after")
-            assert wait_for(lambda: ingestor.stats.predictions >= len(ids), 60), (
-                f"counted {ingestor.stats.predictions} of {len(ids)}; states: {states}"
-            )
-            assert wait_for(lambda: ingestor.stats.state == "consuming", 10), states
-        assert_exactly_once(engine, ids, ingestor)
-    finally:
-        producer.close(timeout=5)
-        engine.dispose()
+    engine = make_engine(f"sqlite:///{path}", lock_timeout_s=0.5)  # waits 0.5 s per attempt
+    survive_database_outage(kafka_cfg, engine, exclusive_lock(path), 5.0)
 
 
 # -- 4. what the daemon reports --------------------------------------------------------------
