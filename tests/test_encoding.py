@@ -66,3 +66,15 @@ def test_round_trip_through_the_card():
     old_card = {k: v for k, v in enc.to_dict().items() if k not in ("text", "buckets")}
     tabular = FeatureEncoder.from_dict(old_card)  # cards written before text support
     assert tabular.width == 1 + 4
+
+
+def test_the_servers_fast_path_encodes_exactly_like_training():
+    from watcher.reviews import generate_reviews
+    from watcher.serve import encode_rows
+
+    frame = generate_reviews(200, seed=3)
+    frame.loc[::7, "review"] = None
+    frame.loc[::5, "channel"] = "kiosk"  # unseen category
+    enc = FeatureEncoder.fit(frame, ["stars_shown"], ["channel"], ["review"], buckets=64)
+    rows = frame[enc.features].astype(object).where(frame[enc.features].notna(), None)
+    assert np.array_equal(encode_rows(enc, rows.to_dict(orient="records")), enc.transform(frame))

@@ -181,6 +181,80 @@ def reject(
 
 
 @app.command()
+def serve(
+    model: str = typer.Argument(..., help="Model to serve: its ACTIVE registry version."),
+    config: Path = ConfigOption,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8080, "--port", help="Port to listen on; 0 picks a free one."),
+    token_env: str | None = typer.Option(
+        None, "--token-env", help="Environment variable with the bearer token (off localhost)."
+    ),
+    max_body_bytes: int = typer.Option(
+        1 << 20, "--max-body-bytes", min=1, help="Larger request bodies are refused (413)."
+    ),
+    log_predictions: bool = typer.Option(
+        True, "--log/--no-log", help="Log every prediction to the Kafka predictions topic."
+    ),
+    log_level: str = "INFO",
+) -> None:
+    """Serve MODEL with onnxruntime over HTTP (POST /predict), following ACTIVE; every
+    prediction is logged to Kafka. Runs until SIGTERM/SIGINT, then flushes the logs."""
+    import signal
+    import threading
+
+    from kafka.errors import KafkaError
+    from pydantic import ValidationError
+
+    from storage.registry import ModelRegistry
+    from watcher import logs
+    from watcher.config import HttpConfig
+    from watcher.http_api import HttpServerError
+    from watcher.kafka_io import ensure_topics
+    from watcher.prediction_log import PredictionLogger
+    from watcher.serve import InferenceServer
+
+    logs.configure(json_lines=True, level=log_level)
+    cfg = _load(config)
+    if model not in cfg.models:
+        console.print(f"[red]{config}: no models.{model} (have: {', '.join(cfg.models)})[/]")
+        raise typer.Exit(2)
+    try:
+        http_cfg = HttpConfig(host=host, port=port, token_env=token_env)
+    except ValidationError as exc:
+        console.print(f"[red]--host/--port/--token-env: {exc.errors()[0]['msg']}[/]")
+        raise typer.Exit(2) from exc
+    try:
+        if log_predictions:  # as the daemon does: logs must not wait for it to create the topic
+            ensure_topics(cfg.kafka, [cfg.kafka.predictions_topic])
+        logger = PredictionLogger(cfg.kafka, model, enabled=log_predictions)
+    except KafkaError as exc:
+        console.print(f"[red]kafka.bootstrap_servers {cfg.kafka.bootstrap_servers}: {exc!r}[/]")
+        raise typer.Exit(1) from exc
+    server = InferenceServer(
+        ModelRegistry(cfg.storage.registry),
+        model,
+        http_cfg,
+        logger=logger,
+        max_body_bytes=max_body_bytes,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        server.start()
+    except HttpServerError as exc:
+        console.print(f"[red]--host/--port: {exc}[/]")
+        logger.close()
+        raise typer.Exit(2) from exc
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        server.stop()
+        logger.close()
+
+
+@app.command()
 def demo(
     folder: Path = typer.Option(Path("warden-demo"), "--dir", help="Working folder (wiped)."),
     rate: float = typer.Option(400.0, help="Predictions per second."),
