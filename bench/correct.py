@@ -70,7 +70,7 @@ def incident(base: Path, run: Path, width: int, n: int) -> tuple:
     for name in ("reference.csv", "initial-weights.pt"):
         shutil.copy(base / name, run / name)
     cfg = load_config(write_config(run, "127.0.0.1:9", width))
-    engine, registry = make_engine(cfg.storage.url), ModelRegistry(cfg.storage.registry)
+    engine, registry = make_engine(cfg.storage.engine_url()), ModelRegistry(cfg.storage.registry)
     bootstrap(engine, registry, MODEL, cfg.models[MODEL])
     frame = generate(n, SHIFTED, seed=WINDOW_SEED)
     preds, scores = OnnxModel.load(registry, MODEL, "v1").predict(frame)

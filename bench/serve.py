@@ -87,7 +87,7 @@ def build_model(folder: Path, bootstrap_server: str) -> tuple[Path, ModelRegistr
     config = write_config(folder, bootstrap_server, width)
     cfg = load_config(config)
     registry = ModelRegistry(cfg.storage.registry)
-    bootstrap(make_engine(cfg.storage.url), registry, MODEL, cfg.models[MODEL])
+    bootstrap(make_engine(cfg.storage.engine_url()), registry, MODEL, cfg.models[MODEL])
     champion = load_champion(registry, MODEL, "v1")
     model = copy.deepcopy(champion.torch_model)
     with torch.no_grad():

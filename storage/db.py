@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 from sqlalchemy import Engine, create_engine, event
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from storage import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
@@ -26,7 +26,9 @@ def _json_dumps(value) -> str:
 
 
 def make_engine(url: str, *, create: bool = True, lock_timeout_s: float = 30.0) -> Engine:
-    """Create an engine (and the tables when `create`), tuned for concurrent intake and checks.
+    """Create an engine, tuned for concurrent intake and checks; with `create`, migrate the
+    schema to the newest revision first (`storage.migrate.upgrade`: creates the tables in an
+    empty database, one version read when already at head).
 
     `lock_timeout_s`: how long a SQLite write waits for a lock held elsewhere before it fails
     (and the intake retries); on PostgreSQL it bounds the connect attempt."""
@@ -58,7 +60,9 @@ def make_engine(url: str, *, create: bool = True, lock_timeout_s: float = 30.0) 
             connect_args={"connect_timeout": max(1, int(lock_timeout_s))},
         )
     if create:
-        SQLModel.metadata.create_all(engine)
+        from storage.migrate import upgrade
+
+        upgrade(engine)
     return engine
 
 
@@ -75,10 +79,26 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password, for logs."""
+    """The URL with its password masked (`postgresql+psycopg://user:***@host/db`), for logs.
+    Query parameters that carry a secret (`?password=...`) are masked too."""
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(normalise_url(url)).render_as_string(hide_password=True)
+        parsed = make_url(normalise_url(url))
+        query = {
+            k: ("***" if k.lower() in {"password", "passwd", "sslpassword"} else v)
+            for k, v in parsed.query.items()
+        }
+        return parsed.set(query=query).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is still not logged verbatim
         return "<unparsable database url>"
+
+
+def with_password(url: str, password: str | None) -> str:
+    """`url` with `password` inserted (escaped as the URL syntax needs); unchanged for None.
+    The result holds the secret: give it to `make_engine`, never to a log."""
+    if password is None:
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(password=password).render_as_string(hide_password=False)

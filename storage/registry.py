@@ -76,6 +76,17 @@ class ModelRegistry:
             raise RegistryError(f"path {path} escapes the registry root {self.root}")
         return path
 
+    def _inside(self, path: Path) -> Path:
+        """Refuse a file that is (or whose link chain ends) outside the root: a symlinked
+        model.onnx, card.json, ACTIVE or history.jsonl must not be read or written through."""
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError) as exc:  # a symlink loop
+            raise RegistryError(f"path {path} cannot be resolved: {exc}") from exc
+        if not resolved.is_relative_to(self.root):
+            raise RegistryError(f"path {path} resolves to {resolved}, outside {self.root}")
+        return path
+
     def model_dir(self, model: str) -> Path:
         return self._safe(model)
 
@@ -83,10 +94,13 @@ class ModelRegistry:
         return self._safe(model, version)
 
     def onnx_path(self, model: str, version: str) -> Path:
-        return self.version_dir(model, version) / ONNX_FILE
+        return self._inside(self.version_dir(model, version) / ONNX_FILE)
 
     def weights_path(self, model: str, version: str) -> Path:
-        return self.version_dir(model, version) / WEIGHTS_FILE
+        return self._inside(self.version_dir(model, version) / WEIGHTS_FILE)
+
+    def _model_file(self, model: str, name: str) -> Path:
+        return self._inside(self.model_dir(model) / name)
 
     # -- versions --------------------------------------------------------------------------
     def versions(self, model: str) -> list[str]:
@@ -102,15 +116,15 @@ class ModelRegistry:
     def write_card(self, model: str, version: str, card: dict[str, Any]) -> Path:
         """Write card.json last: a version directory counts only once its card exists."""
         vdir = self.version_dir(model, version)
-        onnx = vdir / ONNX_FILE
+        onnx = self.onnx_path(model, version)
         if onnx.is_file():
             card = {**card, "onnx_sha256": sha256_file(onnx)}
-        path = vdir / CARD_FILE
+        path = self._inside(vdir / CARD_FILE)
         atomic_write_text(path, json.dumps(card, indent=2, sort_keys=True, default=str))
         return path
 
     def card(self, model: str, version: str) -> dict[str, Any]:
-        path = self.version_dir(model, version) / CARD_FILE
+        path = self._inside(self.version_dir(model, version) / CARD_FILE)
         if not path.is_file():
             raise RegistryError(f"model {model!r} has no version {version!r} in {self.root}")
         return json.loads(path.read_text(encoding="utf-8"))
@@ -124,18 +138,18 @@ class ModelRegistry:
 
     # -- the ACTIVE pointer ----------------------------------------------------------------
     def active(self, model: str) -> str | None:
-        path = self.model_dir(model) / "ACTIVE"
+        path = self._model_file(model, "ACTIVE")
         return path.read_text(encoding="utf-8").strip() if path.is_file() else None
 
     def history(self, model: str) -> list[Activation]:
-        path = self.model_dir(model) / "history.jsonl"
+        path = self._model_file(model, "history.jsonl")
         if not path.is_file():
             return []
         lines = path.read_text(encoding="utf-8").splitlines()
         return [Activation(**json.loads(line)) for line in lines if line.strip()]
 
     def _append_history(self, model: str, entry: Activation) -> None:
-        path = self.model_dir(model) / "history.jsonl"
+        path = self._model_file(model, "history.jsonl")
         with path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry.__dict__) + "\n")
             fh.flush()
@@ -155,7 +169,7 @@ class ModelRegistry:
         """Point ACTIVE at `version` atomically (after checking its ONNX file is intact)."""
         self.verify(model, version)
         self._append_history(model, Activation("activate", version, actor, _now()))
-        atomic_write_text(self.model_dir(model) / "ACTIVE", version + "\n")
+        atomic_write_text(self._model_file(model, "ACTIVE"), version + "\n")
 
     def previous(self, model: str) -> str | None:
         stack = self._serving_stack(model)
@@ -168,7 +182,7 @@ class ModelRegistry:
             raise RegistryError(f"model {model!r} has no earlier version to roll back to")
         self.verify(model, target)
         self._append_history(model, Activation("rollback", current, actor, _now()))
-        atomic_write_text(self.model_dir(model) / "ACTIVE", target + "\n")
+        atomic_write_text(self._model_file(model, "ACTIVE"), target + "\n")
         return current, target
 
 

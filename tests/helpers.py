@@ -20,7 +20,7 @@ from watcher.simulation import Shift, generate, prediction_messages
 def setup_model(workdir: Path, width: int, bootstrap_server: str = "127.0.0.1:9", **kw):
     config = write_config(workdir, bootstrap_server, width, **kw)
     cfg = load_config(config)
-    engine = make_engine(cfg.storage.url)
+    engine = make_engine(cfg.storage.engine_url())
     registry = ModelRegistry(cfg.storage.registry)
     bootstrap(engine, registry, MODEL, cfg.models[MODEL])
     return config, cfg, engine, registry

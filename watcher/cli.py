@@ -15,6 +15,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Configuration commands.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+db_app = typer.Typer(help="Database schema commands (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 console = Console()
 
 ConfigOption = typer.Option(..., "--config", "-c", help="Path of the warden TOML config file.")
@@ -30,16 +32,110 @@ def _load(path: Path):
         raise typer.Exit(2) from exc
 
 
+def _engine(cfg):
+    """The store's engine (password from the environment or a file, schema upgraded)."""
+    from storage.db import make_engine
+    from storage.migrate import MigrationError
+    from watcher.config import ConfigError
+
+    try:
+        return make_engine(cfg.storage.engine_url())
+    except (ConfigError, MigrationError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+
+
 @config_app.command("check")
 def config_check(path: Path = typer.Argument(..., help="Config file to validate.")) -> None:
     """Validate a config file; errors name the offending key."""
     cfg = _load(path)
+    for note in cfg.storage.notes():
+        console.print(f"[yellow]note[/]: {note}")
     console.print(f"[green]ok[/]: {path} ({len(cfg.models)} model(s): {', '.join(cfg.models)})")
+
+
+@config_app.command("reference")
+def config_reference(
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the markdown here instead of printing it."
+    ),
+) -> None:
+    """Print (or write) the configuration reference: every section and key, with its type,
+    default and description, generated from the config schema."""
+    from watcher.config_reference import render
+
+    text = render()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output}")
+
+
+def _db_engine(config: Path):
+    from storage.db import make_engine
+    from watcher.config import ConfigError
+
+    cfg = _load(config)
+    try:
+        return make_engine(cfg.storage.engine_url(), create=False), cfg
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: Path = ConfigOption) -> None:
+    """Migrate the database schema to the newest revision (the daemon also does it at start).
+    A database made before migrations existed is recognised and stamped first."""
+    from rich.markup import escape
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.db import redact_url
+    from storage.migrate import MigrationError, current, upgrade
+
+    engine, cfg = _db_engine(config)
+    try:
+        before = current(engine)
+        after = upgrade(engine)
+    except (MigrationError, SQLAlchemyError) as exc:
+        where = escape(redact_url(cfg.storage.url))
+        console.print(f"[red]{where}: {escape(str(exc))}[/]", soft_wrap=True)
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+    note = "" if before != after else " (already at head)"
+    where = escape(redact_url(cfg.storage.url))
+    console.print(f"{where}: {before or 'none'} -> {after}{note}", soft_wrap=True)
+
+
+@db_app.command("current")
+def db_current(config: Path = ConfigOption) -> None:
+    """Print the schema revision the database is at, and the newest one."""
+    from rich.markup import escape
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.db import redact_url
+    from storage.migrate import current, head
+
+    engine, cfg = _db_engine(config)
+    try:
+        revision = current(engine)
+    except SQLAlchemyError as exc:
+        where = escape(redact_url(cfg.storage.url))
+        console.print(f"[red]{where}: {escape(str(exc))}[/]", soft_wrap=True)
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+    state = "at head" if revision == head() else f"head is {head()}; run `warden db upgrade`"
+    where = escape(redact_url(cfg.storage.url))
+    console.print(f"{where}: {revision or 'none'} ({state})", soft_wrap=True)
 
 
 @app.command()
 def run(config: Path = ConfigOption, log_level: str = "INFO") -> None:
     """Run the daemon in the foreground (what systemd or a container starts)."""
+    from storage.migrate import MigrationError
     from watcher import logs
     from watcher.config import ConfigError
     from watcher.daemon import Daemon
@@ -47,7 +143,7 @@ def run(config: Path = ConfigOption, log_level: str = "INFO") -> None:
     logs.configure(json_lines=True, level=log_level)
     try:
         daemon = Daemon(config)
-    except ConfigError as exc:
+    except (ConfigError, MigrationError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
     raise typer.Exit(daemon.run())
@@ -59,12 +155,11 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print the status document as JSON."),
 ) -> None:
     """Models, active versions, last checks, daemons, open incidents and candidates."""
-    from storage.db import make_engine
     from storage.registry import ModelRegistry
     from watcher.status import render_status_document, status_document
 
     cfg = _load(config)
-    doc = status_document(cfg, make_engine(cfg.storage.url), ModelRegistry(cfg.storage.registry))
+    doc = status_document(cfg, _engine(cfg), ModelRegistry(cfg.storage.registry))
     if as_json:
         _print_json(doc)
     else:
@@ -79,11 +174,10 @@ def incidents(
     as_json: bool = typer.Option(False, "--json", help="Print the incidents as JSON."),
 ) -> None:
     """Incidents (drift, error, bias): severity, status, report, candidate."""
-    from storage.db import make_engine
     from watcher.status import incidents_document, render_incidents
 
     cfg = _load(config)
-    rows = incidents_document(make_engine(cfg.storage.url), open_only=open_only, model=model)
+    rows = incidents_document(_engine(cfg), open_only=open_only, model=model)
     if as_json:
         _print_json(rows)
     else:
@@ -103,13 +197,12 @@ def rollback(
 ) -> None:
     """Restore the version that served before the current one."""
     from correctors.swap import rollback as do_rollback
-    from storage.db import make_engine
     from storage.registry import ModelRegistry, RegistryError
 
     cfg = _load(config)
     try:
         current, target = do_rollback(
-            make_engine(cfg.storage.url),
+            _engine(cfg),
             ModelRegistry(cfg.storage.registry),
             model,
             actor="operator",
@@ -127,11 +220,10 @@ def candidates(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Candidates with their status, metrics and the validation gate's reasons."""
-    from storage.db import make_engine
     from watcher.status import candidates_document, render_candidates
 
     cfg = _load(config)
-    rows = candidates_document(make_engine(cfg.storage.url), model)
+    rows = candidates_document(_engine(cfg), model)
     if as_json:
         _print_json(rows)
     else:
@@ -146,13 +238,12 @@ def approve(
     """Approve a validated candidate: writes its id into the config file's approved list
     (the same edit an operator makes by hand); the running daemon swaps it in."""
     from correctors.swap import SwapRefused
-    from storage.db import make_engine
     from watcher.approvals import approve_in_config
     from watcher.config import ConfigError
 
     cfg = _load(config)
     try:
-        added = approve_in_config(config, make_engine(cfg.storage.url), candidate_id)
+        added = approve_in_config(config, _engine(cfg), candidate_id)
     except (SwapRefused, ConfigError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from exc
@@ -168,12 +259,11 @@ def reject(
 ) -> None:
     """Reject a candidate that awaits approval; it can never be swapped in afterwards."""
     from correctors.swap import SwapRefused
-    from storage.db import make_engine
     from watcher.approvals import reject_candidate
 
     cfg = _load(config)
     try:
-        reject_candidate(config, make_engine(cfg.storage.url), candidate_id, reason)
+        reject_candidate(config, _engine(cfg), candidate_id, reason)
     except SwapRefused as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from exc

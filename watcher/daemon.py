@@ -73,7 +73,7 @@ class Daemon:
         self.cfg: WardenConfig = load_config(self.config_path)
         self._fingerprint = fingerprint(self.config_path)
         self.engine = make_engine(
-            self.cfg.storage.url, lock_timeout_s=self.cfg.storage.lock_timeout_s
+            self.cfg.storage.engine_url(), lock_timeout_s=self.cfg.storage.lock_timeout_s
         )
         self.registry = ModelRegistry(self.cfg.storage.registry)
         self.stop_event = threading.Event()

@@ -8,12 +8,33 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from watcher.config import KafkaConfig
+from watcher.config import SSL_FILE_KEYS, ConfigError, KafkaConfig
+
+
+def client_security(cfg: KafkaConfig) -> dict[str, Any]:
+    """The kafka-python security keyword arguments for `cfg`, given to every client built here
+    (consumer, producer, admin). PLAINTEXT adds nothing but the (default) protocol. The SASL
+    password is read from `kafka.sasl_password_env` now; ConfigError names the key when it is
+    unset or a TLS file is missing."""
+    kwargs: dict[str, Any] = {"security_protocol": cfg.security_protocol}
+    for key in SSL_FILE_KEYS:
+        path = getattr(cfg, key)
+        if path is None:
+            continue
+        if not Path(path).is_file():
+            raise ConfigError(f"kafka.{key}: file not found: {path}")
+        kwargs[key] = str(path)
+    if cfg.security_protocol.startswith("SASL_"):
+        kwargs["sasl_mechanism"] = cfg.sasl_mechanism
+        kwargs["sasl_plain_username"] = cfg.sasl_plain_username
+        kwargs["sasl_plain_password"] = cfg.sasl_password()
+    return kwargs
 
 
 def make_producer(cfg: KafkaConfig, **overrides) -> KafkaProducer:
@@ -26,6 +47,7 @@ def make_producer(cfg: KafkaConfig, **overrides) -> KafkaProducer:
         retries=5,
         max_request_size=cfg.max_message_bytes * 2,
     )
+    settings.update(client_security(cfg))
     settings.update(overrides)
     return KafkaProducer(**settings)
 
@@ -43,6 +65,7 @@ def make_consumer(cfg: KafkaConfig, topics: list[str], **overrides) -> KafkaCons
         fetch_max_bytes=max(52_428_800, cfg.max_message_bytes * 4),
         max_partition_fetch_bytes=max(1_048_576, cfg.max_message_bytes * 2),
     )
+    settings.update(client_security(cfg))
     settings.update(overrides)
     consumer = KafkaConsumer(**settings)
     consumer.subscribe(topics)
@@ -51,7 +74,7 @@ def make_consumer(cfg: KafkaConfig, topics: list[str], **overrides) -> KafkaCons
 
 def ensure_topics(cfg: KafkaConfig, names: list[str], partitions: int = 4) -> None:
     """Create topics explicitly (auto-creation differs between brokers)."""
-    admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers)
+    admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers, **client_security(cfg))
     try:
         existing = set(admin.list_topics())
         wanted = [

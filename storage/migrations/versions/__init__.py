@@ -1,0 +1,1 @@
+"""Revision modules (alembic skips this file)."""
