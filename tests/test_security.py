@@ -436,3 +436,21 @@ def test_plaintext_is_unchanged_on_the_real_broker(kafka_cfg):
         assert got == [payload]
     finally:
         consumer.close()
+
+
+def test_webhook_key_from_a_file_relative_to_the_config(tmp_path):
+    from watcher.alerts import WebhookSink
+    from watcher.config import ConfigError, load_config
+
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "hook.key").write_text("k3y-from-file\n")
+    config = tmp_path / "warden.toml"
+    config.write_text(
+        '[alerts]\nwebhook_url = "http://127.0.0.1:9/x"\nwebhook_secret_file = "secrets/hook.key"\n'
+    )
+    cfg = load_config(config)
+    assert cfg.alerts.webhook_secret_file == tmp_path / "secrets" / "hook.key"
+    sink = WebhookSink(cfg.alerts.webhook_url, secret_file=cfg.alerts.webhook_secret_file)
+    assert sink._key == b"k3y-from-file" and "k3y" not in repr(sink)
+    with pytest.raises(ConfigError, match="alerts.webhook_secret_file"):
+        WebhookSink("http://127.0.0.1:9/x", secret_file=tmp_path / "missing.key")

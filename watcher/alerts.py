@@ -222,6 +222,7 @@ class WebhookSink:
         timeout_s: float = 5.0,
         attempts: int = 5,
         secret_env: str | None = None,
+        secret_file: Path | None = None,
         wait: wait_base | None = None,
     ) -> None:
         self.url = url
@@ -239,6 +240,16 @@ class WebhookSink:
                     f"alerts.webhook_secret_env: environment variable {secret_env!r} "
                     "(the webhook HMAC key) is not set or empty"
                 )
+            self._key = value.encode()
+        elif secret_file is not None:
+            try:
+                value = Path(secret_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"alerts.webhook_secret_file: cannot read {secret_file}: {exc.strerror}"
+                ) from exc
+            if not value:
+                raise ConfigError(f"alerts.webhook_secret_file: {secret_file} is empty")
             self._key = value.encode()
 
     def __repr__(self) -> str:
@@ -318,6 +329,7 @@ def build_sinks(alerts: AlertsConfig, kafka_topic: str, producer=None) -> list[S
                 timeout_s=alerts.webhook_timeout_s,
                 attempts=alerts.webhook_attempts,
                 secret_env=alerts.webhook_secret_env,
+                secret_file=alerts.webhook_secret_file,
             )
         )
     return sinks

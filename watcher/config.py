@@ -188,7 +188,16 @@ class AlertsConfig(Strict):
         description="name of the environment variable holding the HMAC-SHA256 key; the "
         "signature goes in the X-Warden-Signature header (the key never sits in the file)",
     )
+    webhook_secret_file: Path | None = Field(
+        None, description="or: a file holding the HMAC key (relative to this config file)"
+    )
     file: Path | None = Field(None, description="append each alert as one JSON line here")
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> AlertsConfig:
+        if self.webhook_secret_env and self.webhook_secret_file:
+            raise ValueError("set webhook_secret_env or webhook_secret_file, not both")
+        return self
 
 
 class HttpConfig(Strict):
@@ -373,7 +382,15 @@ def _resolve_paths(cfg: WardenConfig, base: Path) -> WardenConfig:
         name: m.model_copy(update={"reference": fix(m.reference), "weights": fix(m.weights)})
         for name, m in cfg.models.items()
     }
-    return cfg.model_copy(update={"kafka": kafka, "storage": storage, "models": models})
+    alerts = cfg.alerts.model_copy(
+        update={
+            "file": fix(cfg.alerts.file),
+            "webhook_secret_file": fix(cfg.alerts.webhook_secret_file),
+        }
+    )
+    return cfg.model_copy(
+        update={"kafka": kafka, "storage": storage, "alerts": alerts, "models": models}
+    )
 
 
 def _check_files(cfg: WardenConfig) -> list[str]:
