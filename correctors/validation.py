@@ -163,14 +163,19 @@ def group_rules(champion: dict, candidate: dict, settings: CorrectionConfig, rea
         if key.startswith("group:") and key.endswith(suffix):
             attribute = key[len("group:") :].split("=", 1)[0]
             by_attribute.setdefault(attribute, []).append(key)
-    tolerance = settings.group_gap_tolerance
     for attribute, keys in sorted(by_attribute.items()):
         champ = {k: champion[k] for k in keys if champion[k] is not None}
         cand = {k: candidate.get(k) for k in champ if candidate.get(k) is not None}
         if len(cand) < 2:
             continue
+        rows = {k: int(champion.get(k[: -len(suffix)] + "_rows") or 0) for k in cand}
+        # a small group's figure is noisy: allow the configured tolerance or two standard
+        # errors of the difference, whichever is larger (accuracy only; MAE uses the tolerance)
+        tolerance = {
+            k: _allowed(settings.group_gap_tolerance, champ[k], rows[k], metric) for k in cand
+        }
         for key in cand:
-            if _gain(champ[key], cand[key], metric) < -tolerance:
+            if _gain(champ[key], cand[key], metric) < -tolerance[key]:
                 ok = False
                 group = key[len("group:") : -len(suffix)]
                 reasons.append(
@@ -178,7 +183,12 @@ def group_rules(champion: dict, candidate: dict, settings: CorrectionConfig, rea
                 )
         champ_gap = max(champ[k] for k in cand) - min(champ[k] for k in cand)
         cand_gap = max(cand.values()) - min(cand.values())
-        if cand_gap > champ_gap + tolerance:
+        worst, best = min(cand, key=cand.get), max(cand, key=cand.get)
+        gap_tolerance = max(
+            settings.group_gap_tolerance,
+            float(np.hypot(tolerance[worst], tolerance[best])) if metric == "accuracy" else 0.0,
+        )
+        if cand_gap > champ_gap + gap_tolerance:
             ok = False
             reasons.append(
                 f"widens the groups.{attribute} {metric} gap {champ_gap:.3f} -> {cand_gap:.3f}"
@@ -186,3 +196,12 @@ def group_rules(champion: dict, candidate: dict, settings: CorrectionConfig, rea
         else:
             reasons.append(f"groups.{attribute} {metric} gap {champ_gap:.3f} -> {cand_gap:.3f}")
     return ok
+
+
+def _allowed(tolerance: float, value: float, rows: int, metric: str) -> float:
+    """The configured tolerance, or two standard errors of a difference in accuracy between
+    two models on the same `rows` rows (√2 · √(p(1-p)/n)), whichever is larger."""
+    if metric != "accuracy" or rows <= 0:
+        return tolerance
+    p = min(max(value, 0.02), 0.98)
+    return max(tolerance, 2 * float(np.sqrt(2 * p * (1 - p) / rows)))

@@ -124,3 +124,23 @@ def test_training_summary_counts_each_data_step(workdir, trained):
     for key in ("dropped_missing_labels", "dropped_duplicates", "dropped_unknown_labels"):
         assert counts[key] == 0, key
     assert counts["flagged_total"] > 0 and counts["replay_rows"] > 0
+
+
+def test_group_rule_allows_noise_of_small_groups_but_not_a_real_regression():
+    from correctors.settings import CorrectionConfig
+    from correctors.validation import group_rules
+
+    settings = CorrectionConfig(group_gap_tolerance=0.03)
+    champion = {
+        "group:hand=left_accuracy": 0.51,
+        "group:hand=left_rows": 70,
+        "group:hand=right_accuracy": 0.52,
+        "group:hand=right_rows": 80,
+    }
+    noisy = {"group:hand=left_accuracy": 0.93, "group:hand=right_accuracy": 0.975}  # 3 rows
+    assert group_rules(champion, noisy, settings, [])
+    broken = {"group:hand=left_accuracy": 0.25, "group:hand=right_accuracy": 0.95}
+    reasons: list[str] = []
+    assert not group_rules(champion, broken, settings, reasons)
+    assert any("left regresses" in r for r in reasons)
+    assert any("widens the groups.hand" in r for r in reasons)

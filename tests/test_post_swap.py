@@ -135,3 +135,12 @@ def test_reject_takes_a_waiting_candidate_out(workdir, trained):
     [event] = [e for e in events(engine, "candidate_rejected") if e.actor == "operator"]
     assert event.detail["reasons"] == ["bad timing"]
     assert registry.active(MODEL) == "v1"
+
+
+def test_approve_keeps_the_config_files_permissions(workdir, trained):
+    config, cfg, engine, registry = setup_model(workdir, trained[1], mode="manual")
+    candidate_id = add_candidate(engine, registry, invert=False)
+    config.chmod(0o644)
+    result = CliRunner().invoke(app, ["approve", candidate_id, "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert config.stat().st_mode & 0o777 == 0o644  # still readable by the daemon's user

@@ -76,7 +76,17 @@ def _replace_checked(config: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         load_config(tmp)  # raises ConfigError naming the key; the original stays untouched
+        keep_mode_and_owner(config, Path(tmp))
         os.replace(tmp, config)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def keep_mode_and_owner(original: Path, replacement: Path) -> None:
+    """The rewritten file keeps the original's permissions (mkstemp makes 0600) and, when we
+    may (root), its owner: a daemon running as another user must still read it."""
+    info = original.stat()
+    os.chmod(replacement, info.st_mode & 0o7777)
+    if os.geteuid() == 0:
+        os.chown(replacement, info.st_uid, info.st_gid)

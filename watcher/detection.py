@@ -416,13 +416,13 @@ class ModelChecker:
                 checks.group_attributes is None or c[len(GROUP_PREFIX) :] in checks.group_attributes
             )
         ]
-        if not attributes:
-            return outcome.skip("no group attributes in the window's predictions")
         if len(labelled) < checks.min_labelled:
             return outcome.skip(
                 f"{len(labelled)} labelled rows served by {version} < min_labelled "
                 f"{checks.min_labelled}"
             )
+        if not attributes:
+            return outcome.skip("no group attributes in the window's predictions")
         classes = self.serving_model(version).classes
         cal = self.calibration(cfg, version, len(labelled))
         fixed = fixed_gap_bounds(cfg)
