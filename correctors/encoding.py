@@ -1,6 +1,7 @@
 """Feature encoding saved with the model, so serving, checks and training encode identically.
 
-Numeric: standardised with the reference mean/std; missing or non-numeric → the mean (0.0).
+Numeric: standardised with the reference mean/std, clipped to ±5 sd; missing or non-numeric →
+the mean (0.0).
 Categorical: one-hot over the reference vocabulary plus one `<unknown>` slot that unseen
 values and missing values share.
 Text: a bag of words hashed into `buckets` slots (crc32 of each lower-cased token), log-scaled
@@ -20,6 +21,9 @@ import pandas as pd
 
 UNKNOWN = "<unknown>"
 TOKEN = re.compile(r"[a-z0-9']+")
+# A value this many reference standard deviations out (a broken sensor, a near-constant
+# column that moved) is clipped, in training and serving alike, so it cannot swamp the model.
+CLIP_SD = 5.0
 
 
 @dataclass
@@ -31,6 +35,7 @@ class FeatureEncoder:
     vocab: dict[str, list[str]] = field(default_factory=dict)
     text: list[str] = field(default_factory=list)
     buckets: int = 256
+    clip_sd: float | None = None  # standardised values are clipped to ±clip_sd (None: off)
 
     @classmethod
     def fit(
@@ -46,6 +51,7 @@ class FeatureEncoder:
             categorical=list(categorical),
             text=list(text or []),
             buckets=buckets,
+            clip_sd=CLIP_SD,
         )
         for col in numeric:
             values = pd.to_numeric(frame[col], errors="coerce")
@@ -75,6 +81,8 @@ class FeatureEncoder:
             values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
             scaled = (values - self.means[col]) / self.stds[col]
             scaled[~np.isfinite(scaled)] = 0.0
+            if self.clip_sd is not None:
+                np.clip(scaled, -self.clip_sd, self.clip_sd, out=scaled)
             out[:, col_idx] = scaled
             col_idx += 1
         for col in self.categorical:

@@ -96,7 +96,8 @@ def prepare(
     known, y_win = _encode_labels(champion, deduplicated)
     window = deduplicated[known].reset_index(drop=True)
     enc = champion.encoder
-    x_win, clipped = clip_outliers(enc.transform(window))
+    x_win = enc.transform(window)  # the encoder clips, exactly as serving does
+    clipped = clipped_values(enc, x_win)
     ref_known, y_ref = _encode_labels(champion, reference)
     reference = reference[ref_known].reset_index(drop=True)
     x_ref = enc.transform(reference)
@@ -170,7 +171,6 @@ def prepare(
     )
 
 
-OUTLIER_SD = 5.0  # encoded numeric values beyond ±5 reference standard deviations are clipped
 GROUP_MIN_ROWS = 20  # holdout rows a group needs to be judged by the gate
 
 
@@ -180,11 +180,12 @@ def quantile_bins(values: np.ndarray, bins: int) -> np.ndarray:
     return np.digitize(values, edges)
 
 
-def clip_outliers(x: np.ndarray) -> tuple[np.ndarray, int]:
-    """Clip standardised inputs to ±OUTLIER_SD so a few wild values cannot dominate a
-    fine-tune; one-hot columns (0/1) are unaffected. Returns the count of clipped values."""
-    clipped = int((np.abs(x) > OUTLIER_SD).sum())
-    return np.clip(x, -OUTLIER_SD, OUTLIER_SD).astype(np.float32, copy=False), clipped
+def clipped_values(encoder, x: np.ndarray) -> int:
+    """How many numeric inputs the encoder clipped (at ±clip_sd): counted for the summary."""
+    if encoder.clip_sd is None or not encoder.numeric:
+        return 0
+    numeric = np.abs(x[:, : len(encoder.numeric)])
+    return int((numeric >= encoder.clip_sd - 1e-6).sum())
 
 
 def group_mask(window: pd.DataFrame, focus: tuple[str, str] | None) -> np.ndarray:

@@ -78,3 +78,13 @@ def test_the_servers_fast_path_encodes_exactly_like_training():
     enc = FeatureEncoder.fit(frame, ["stars_shown"], ["channel"], ["review"], buckets=64)
     rows = frame[enc.features].astype(object).where(frame[enc.features].notna(), None)
     assert np.array_equal(encode_rows(enc, rows.to_dict(orient="records")), enc.transform(frame))
+
+
+def test_wild_values_are_clipped_the_same_in_training_and_serving():
+    from watcher.serve import encode_rows
+
+    enc = encoder()
+    wild = pd.DataFrame({"age": [1e9, -1e9], "plan": ["pro", "pro"], "note": ["x", "y"]})
+    x = enc.transform(wild)
+    assert x[0, 0] == enc.clip_sd and x[1, 0] == -enc.clip_sd
+    assert np.array_equal(encode_rows(enc, wild.to_dict(orient="records")), x)

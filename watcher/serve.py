@@ -131,6 +131,8 @@ def _encode_plain(encoder: FeatureEncoder, rows: list[dict[str, Any]]) -> np.nda
         column = np.array(values, dtype=np.float64)  # None → NaN
         scaled = (column - encoder.means[col]) / encoder.stds[col]
         scaled[~np.isfinite(scaled)] = 0.0
+        if encoder.clip_sd is not None:
+            np.clip(scaled, -encoder.clip_sd, encoder.clip_sd, out=scaled)
         out[:, j] = scaled
     col_idx, rows_idx = len(encoder.numeric), np.arange(n)
     for col in encoder.categorical:
