@@ -261,3 +261,13 @@ def _unit(path: Path) -> dict[str, dict[str, str]]:
             key, _, value = line.partition("=")
             current[key.strip()] = value.strip()
     return sections
+
+
+def test_config_check_of_the_example_as_is():
+    """Acceptance: `warden config check deploy/warden.toml` passes here, where the production
+    files do not exist: they are listed, and --files turns them into a failure."""
+    result = CliRunner().invoke(app, ["config", "check", str(DEPLOY / "warden.toml")])
+    assert result.exit_code == 0, result.output
+    assert "not on this machine" in result.output and "models.churn.weights" in result.output
+    strict = CliRunner().invoke(app, ["config", "check", str(DEPLOY / "warden.toml"), "--files"])
+    assert strict.exit_code == 2

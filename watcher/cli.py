@@ -46,11 +46,30 @@ def _engine(cfg):
 
 
 @config_app.command("check")
-def config_check(path: Path = typer.Argument(..., help="Config file to validate.")) -> None:
-    """Validate a config file; errors name the offending key."""
-    cfg = _load(path)
+def config_check(
+    path: Path = typer.Argument(..., help="Config file to validate."),
+    files: bool = typer.Option(
+        False, "--files", help="Also fail when a named file (weights, reference, …) is missing."
+    ),
+) -> None:
+    """Validate a config file; errors name the offending key. Files it names that are missing
+    on this machine are listed (a production config checked on a workstation); with
+    --files they fail the check, as they fail `warden run`."""
+    from watcher.config import ConfigError, load_config, missing_files
+
+    try:
+        cfg = load_config(path, check_files=False)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    missing = missing_files(cfg)
     for note in cfg.storage.notes():
         console.print(f"[yellow]note[/]: {note}")
+    for line in missing:
+        console.print(f"[yellow]not on this machine[/]: {line}")
+    if missing and files:
+        console.print(f"[red]{path}: {len(missing)} file(s) missing[/]")
+        raise typer.Exit(2)
     console.print(f"[green]ok[/]: {path} ({len(cfg.models)} model(s): {', '.join(cfg.models)})")
 
 

@@ -407,8 +407,9 @@ def _check_files(cfg: WardenConfig) -> list[str]:
     return problems
 
 
-def load_config(path: str | Path) -> WardenConfig:
-    """Read, validate and resolve a config file, or raise ConfigError naming every bad key."""
+def load_config(path: str | Path, *, check_files: bool = True) -> WardenConfig:
+    """Read, validate and resolve a config file, or raise ConfigError naming every bad key.
+    `check_files=False` skips the existence checks (a config written for another machine)."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -421,10 +422,15 @@ def load_config(path: str | Path) -> WardenConfig:
     except ValidationError as exc:
         raise ConfigError(_format_errors(path, exc)) from exc
     cfg = _resolve_paths(cfg, path.resolve().parent)
-    problems = _check_files(cfg)
+    problems = _check_files(cfg) if check_files else []
     if problems:
         raise ConfigError("\n".join([f"{path}: invalid configuration", *problems]))
     return cfg
+
+
+def missing_files(cfg: WardenConfig) -> list[str]:
+    """The files the config names that do not exist here (see `warden config check`)."""
+    return [p.strip() for p in _check_files(cfg)]
 
 
 def fingerprint(path: str | Path) -> str:
