@@ -327,16 +327,7 @@ def train_candidate(
                 on_epoch=on_epoch,
             )
         except FineTuneFailed as exc:  # the worker died: the daemon lives, the incident retries
-            _update(engine, candidate_id, status="failed", verdict={"reasons": [exc.reason]})
-            with session_scope(engine) as s:
-                record_event(
-                    s,
-                    "candidate_failed",
-                    actor="daemon",
-                    model=model,
-                    subject=candidate_id,
-                    reason=exc.reason,
-                )
+            _finish(engine, model, candidate_id, "failed", exc.reason)
             raise TrainingFailed(exc.reason) from exc
         summary = {**prepared.counts, "fine_tune": result.summary()}
         champ_metrics = evaluate(champion.onnx.proba_encoded, prepared.sets, champion.task)
@@ -412,13 +403,18 @@ def train_candidate(
 
 
 def _reject(engine: Engine, model: str, candidate_id: str, reason: str) -> Candidate:
+    return _finish(engine, model, candidate_id, "rejected", reason)
+
+
+def _finish(engine: Engine, model: str, candidate_id: str, status: str, reason: str) -> Candidate:
+    """End a candidate that never reached the gate (`rejected` or `failed`), with its reason."""
     row = _update(
-        engine, candidate_id, status="rejected", verdict={"passed": False, "reasons": [reason]}
+        engine, candidate_id, status=status, verdict={"passed": False, "reasons": [reason]}
     )
     with session_scope(engine) as s:
         record_event(
             s,
-            "candidate_rejected",
+            f"candidate_{status}",
             actor="daemon",
             model=model,
             subject=candidate_id,

@@ -39,13 +39,16 @@ def store_traffic(
     return store_frame(engine, registry, frame, labelled)
 
 
-def store_frame(engine, registry, frame, labelled: bool = True):
-    """Score `frame` with the ACTIVE version and store it through the intake path."""
+def store_frame(engine, registry, frame, labelled: bool = True, ts=None):
+    """Score `frame` with the ACTIVE version and store it through the intake path (stamped
+    `ts` instead of now, when given)."""
     version = registry.active(MODEL)
     preds, scores = OnnxModel.load(registry, MODEL, version).predict(frame)
     msgs = prediction_messages(frame, MODEL, version, preds, scores)
-    if labelled:
-        for msg, label in zip(msgs, frame["label"], strict=True):
+    for msg, label in zip(msgs, frame["label"], strict=True):
+        if labelled:
             msg["label"] = int(label)
+        if ts is not None:
+            msg["ts"] = ts.isoformat()
     write_batch(engine, [parse_prediction(encode(m), 10**6) for m in msgs], [], [])
     return frame

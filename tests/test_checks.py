@@ -5,11 +5,11 @@ from pathlib import Path
 from sqlmodel import Session, select
 
 from storage.tables import CheckRun, Incident
-from tests.helpers import setup_model, store_traffic
+from tests.helpers import setup_model, store_frame, store_traffic
 from watcher.demo import MODEL
 from watcher.detection import ModelChecker
 from watcher.incidents import record_outcomes
-from watcher.simulation import COVARIATE_ONLY, NORMAL, SHIFTED
+from watcher.simulation import COVARIATE_ONLY, NORMAL, SHIFTED, generate
 
 
 def run_checks(cfg, engine, registry):
@@ -55,22 +55,6 @@ def test_concept_shift_fails_the_quality_check(workdir, trained):
     assert {c.incident.kind for c in changes} == {"drift", "error"}
 
 
-def store_at(engine, registry, n, shift, seed, ts):
-    """Like store_traffic, but the predictions carry timestamp `ts`."""
-    from correctors.runtime import OnnxModel
-    from storage.intake import write_batch
-    from watcher.messages import encode, parse_prediction
-    from watcher.simulation import generate, prediction_messages
-
-    version = registry.active(MODEL)
-    frame = generate(n, shift, seed=seed)
-    preds, scores = OnnxModel.load(registry, MODEL, version).predict(frame)
-    msgs = prediction_messages(frame, MODEL, version, preds, scores)
-    for msg, label in zip(msgs, frame["label"], strict=True):
-        msg["label"], msg["ts"] = int(label), ts.isoformat()
-    write_batch(engine, [parse_prediction(encode(m), 10**6) for m in msgs], [], [])
-
-
 def with_checks(cfg, **changes):
     model = cfg.models[MODEL]
     return model.model_copy(update={"checks": model.checks.model_copy(update=changes)})
@@ -83,7 +67,9 @@ def test_time_window_and_pinned_reference(workdir, trained):
 
     _, cfg, engine, registry = setup_model(workdir, trained[1])
     old = datetime.now(UTC) - timedelta(hours=3)
-    store_at(engine, registry, 1500, COVARIATE_ONLY, seed=14, ts=old)  # three hours ago
+    store_frame(
+        engine, registry, generate(1500, COVARIATE_ONLY, seed=14), ts=old
+    )  # three hours ago
     store_traffic(engine, registry, 1500, NORMAL, seed=15)  # now
 
     checker = ModelChecker(MODEL, engine, registry, cfg.storage.reports)

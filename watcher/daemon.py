@@ -434,11 +434,13 @@ class Daemon:
             "errors so far"
         )
 
-    def _labelled_errors(self, name: str, model: ModelConfig) -> int:
+    def _labelled_errors(self, name: str, model: ModelConfig, window=None) -> int:
         """Labelled rows the serving version got wrong (regression: |error| above twice the
-        reference MAE), the material a correction learns from."""
+        reference MAE), the material a correction learns from; reads the labelled window
+        unless the caller already has it."""
         active = self.registry.active(name)
-        window = recent_window(self.engine, name, model.checks.window, labelled_only=True)
+        if window is None:
+            window = recent_window(self.engine, name, model.checks.window, labelled_only=True)
         served = window[window["model_version"] == active]
         if model.task == "regression":
             mae = self.registry.card(name, active).get("baseline", {}).get("mae", 0.0)
@@ -458,7 +460,7 @@ class Daemon:
         if not incidents:
             return
         window = recent_window(self.engine, name, model.checks.window, labelled_only=True)
-        errors = self._labelled_errors(name, model)
+        errors = self._labelled_errors(name, model, window)
         if errors < model.correction.min_flagged:
             log.info(
                 "correction_waiting",

@@ -225,6 +225,21 @@ class ModelChecker:
         served["prediction"] = served["prediction"].astype(str)
         return served
 
+    def _labelled_outcome(
+        self, kind: str, cfg: ModelConfig, version: str, window: pd.DataFrame
+    ) -> tuple[CheckOutcome, pd.DataFrame]:
+        """The labelled rows served by `version`, and an outcome already skipped when there
+        are fewer than `min_labelled` of them (the error and bias checks both need labels)."""
+        labelled = self.labelled(cfg, version, window)
+        outcome = CheckOutcome(kind, version, True, len(window), labelled_rows=len(labelled))
+        outcome.seq_range = seq_range(labelled)
+        if len(labelled) < cfg.checks.min_labelled:
+            outcome.skip(
+                f"{len(labelled)} labelled rows served by {version} < min_labelled "
+                f"{cfg.checks.min_labelled}"
+            )
+        return outcome, labelled
+
     # -- drift ------------------------------------------------------------------------------
     def drift(self, cfg: ModelConfig, version: str, window: pd.DataFrame) -> CheckOutcome:
         checks = cfg.checks
@@ -340,14 +355,9 @@ class ModelChecker:
 
     def error(self, cfg: ModelConfig, version: str, window: pd.DataFrame) -> CheckOutcome:
         checks = cfg.checks
-        labelled = self.labelled(cfg, version, window)
-        outcome = CheckOutcome("error", version, True, len(window), labelled_rows=len(labelled))
-        outcome.seq_range = seq_range(labelled)
-        if len(labelled) < checks.min_labelled:
-            return outcome.skip(
-                f"{len(labelled)} labelled rows served by {version} < min_labelled "
-                f"{checks.min_labelled}"
-            )
+        outcome, labelled = self._labelled_outcome("error", cfg, version, window)
+        if outcome.skipped_reason:
+            return outcome
         base = self.baseline(cfg, version)
         classes = self.serving_model(version).classes
         result = evidently_quality(labelled, cfg.task, classes)
@@ -405,9 +415,9 @@ class ModelChecker:
     # -- bias -------------------------------------------------------------------------------
     def bias(self, cfg: ModelConfig, version: str, window: pd.DataFrame) -> CheckOutcome:
         checks = cfg.checks
-        labelled = self.labelled(cfg, version, window)
-        outcome = CheckOutcome("bias", version, True, len(window), labelled_rows=len(labelled))
-        outcome.seq_range = seq_range(labelled)
+        outcome, labelled = self._labelled_outcome("bias", cfg, version, window)
+        if outcome.skipped_reason:
+            return outcome
         attributes = [
             c
             for c in labelled
@@ -416,11 +426,6 @@ class ModelChecker:
                 checks.group_attributes is None or c[len(GROUP_PREFIX) :] in checks.group_attributes
             )
         ]
-        if len(labelled) < checks.min_labelled:
-            return outcome.skip(
-                f"{len(labelled)} labelled rows served by {version} < min_labelled "
-                f"{checks.min_labelled}"
-            )
         if not attributes:
             return outcome.skip("no group attributes in the window's predictions")
         classes = self.serving_model(version).classes

@@ -36,6 +36,15 @@ STOP_TIMEOUT_S = 10.0
 BACKLOG = 128
 
 
+def unauthorized() -> JSONResponse:
+    """401 with the challenge a client needs (no detail on what was wrong)."""
+    return JSONResponse(
+        {"error": "unauthorized: send Authorization: Bearer <token>"},
+        status_code=401,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
 class HttpServerError(ConfigError):
     """The HTTP endpoint cannot start; the message names the offending `http.*` key."""
 
@@ -76,13 +85,6 @@ class HttpServer:
         app = FastAPI(
             title="model-warden", docs_url=None, redoc_url=None, openapi_url=None
         )  # no unauthenticated API docs on a daemon port
-
-        def unauthorized() -> JSONResponse:
-            return JSONResponse(
-                {"error": "unauthorized: send Authorization: Bearer <token>"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
 
         @app.get("/healthz")
         def healthz() -> JSONResponse:

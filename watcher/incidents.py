@@ -5,7 +5,6 @@ open incident alerts again only when its severity rises, so a flapping check can
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +16,7 @@ from storage.db import session_scope
 from storage.tables import CheckRun, Incident, utcnow
 from watcher.config import ChecksConfig
 from watcher.detection import CheckOutcome
+from watcher.jsonsafe import json_safe
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "high": 2, "critical": 3}
 
@@ -46,7 +46,7 @@ def record_outcomes(
                 labelled_rows=out.labelled_rows,
                 passed=out.passed,
                 skipped_reason=out.skipped_reason,
-                figures=_json_safe(out.figures),
+                figures=json_safe(out.figures),
                 report_path=str(out.report_path) if out.report_path else None,
                 window_start_seq=out.seq_range[0],
                 window_end_seq=out.seq_range[1],
@@ -103,7 +103,7 @@ def _open(session, model: str, out: CheckOutcome, run_id: int | None) -> Inciden
         kind=out.kind,
         severity=out.severity,
         summary=out.summary,
-        figures=_json_safe(out.figures),
+        figures=json_safe(out.figures),
         flagged_ids=list(out.flagged_ids),
         check_run_id=run_id,
         window_start_seq=out.seq_range[0],
@@ -128,7 +128,7 @@ def _open(session, model: str, out: CheckOutcome, run_id: int | None) -> Inciden
 
 def _update(incident: Incident, out: CheckOutcome, run_id: int | None) -> None:
     incident.severity, incident.summary = out.severity, out.summary
-    incident.figures, incident.check_run_id = _json_safe(out.figures), run_id
+    incident.figures, incident.check_run_id = json_safe(out.figures), run_id
     incident.window_end_seq, incident.updated_at = out.seq_range[1], utcnow()
     incident.clean_checks = 0
     if out.flagged_ids:
@@ -221,16 +221,3 @@ def mark_covered(engine: Engine, incident_ids: list[int], candidate_id: str) -> 
             incident = session.get(Incident, incident_id)
             incident.candidate_id = candidate_id
             session.add(incident)
-
-
-def _json_safe(value):
-    """numpy scalars and other non-JSON values out, so every figure can be stored."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON (and PostgreSQL's json type) has no NaN or Infinity
-    return value

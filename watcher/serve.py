@@ -40,7 +40,7 @@ from starlette.concurrency import run_in_threadpool
 from correctors.encoding import FeatureEncoder, hashed_bag
 from storage.registry import ModelRegistry
 from watcher.config import HttpConfig
-from watcher.http_api import HttpServer
+from watcher.http_api import HttpServer, unauthorized
 from watcher.messages import Id, Scalar
 from watcher.prediction_log import PredictionLogger
 from watcher.serving import REFRESH_S, ActiveModel, NotReady
@@ -179,13 +179,6 @@ class InferenceServer(HttpServer):
     # -- app ----------------------------------------------------------------------------------
     def _build_app(self) -> FastAPI:
         app = FastAPI(title="model-warden serve", docs_url=None, redoc_url=None, openapi_url=None)
-
-        def unauthorized() -> JSONResponse:
-            return JSONResponse(
-                {"error": "unauthorized: send Authorization: Bearer <token>"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
 
         @app.get("/healthz")
         async def healthz() -> JSONResponse:

@@ -8,7 +8,6 @@ serves the same documents."""
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +28,7 @@ from storage.tables import (
     utcnow,
 )
 from watcher.config import WardenConfig
+from watcher.jsonsafe import iso, json_safe
 
 ALIVE_S = 30  # a daemon writes its heartbeat every 5 s
 DAEMONS_SINCE = timedelta(days=1)
@@ -36,29 +36,6 @@ CANDIDATES_SHOWN = 20
 # figures worth showing for a check run; the rest (per-column details) stay in the database
 KEY_FIGURE_LISTS = ("drifted_columns",)
 KEY_FIGURE_DICTS = ("gaps",)
-
-
-# -- JSON-safe values -------------------------------------------------------------------------
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.isoformat()
-
-
-def _json_safe(value: Any) -> Any:
-    """Plain JSON: non-finite floats become None, datetimes ISO strings, tuples lists."""
-    if isinstance(value, bool) or value is None or isinstance(value, int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, datetime):
-        return _iso(value)
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_json_safe(v) for v in value]
-    return str(value)
 
 
 def _key_figures(figures: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +48,7 @@ def _key_figures(figures: dict[str, Any]) -> dict[str, Any]:
             out[key] = list(value)
         elif key in KEY_FIGURE_DICTS and isinstance(value, dict):
             out[key] = value
-    return _json_safe(out)
+    return json_safe(out)
 
 
 # -- documents --------------------------------------------------------------------------------
@@ -101,7 +78,7 @@ def status_document(cfg: WardenConfig, engine: Engine, registry: ModelRegistry) 
             )
         dead = conn.execute(select(func.count()).select_from(DeadLetter)).scalar_one()
     return {
-        "generated_at": _iso(now),
+        "generated_at": iso(now),
         "models": models,
         "checks": _last_checks(engine),
         "dead_letters": int(dead),
@@ -126,13 +103,13 @@ def _last_checks(engine: Engine) -> list[dict]:
             "model": run.model,
             "model_version": run.model_version,
             "kind": run.kind,
-            "at": _iso(run.created_at),
+            "at": iso(run.created_at),
             "passed": bool(run.passed),
             "skipped": run.skipped_reason is not None,
             "skipped_reason": run.skipped_reason,
             "rows": run.rows,
             "labelled_rows": run.labelled_rows,
-            "duration_s": _json_safe(float(run.duration_s or 0.0)),
+            "duration_s": json_safe(float(run.duration_s or 0.0)),
             "figures": _key_figures(run.figures),
             "report_path": run.report_path,
         }
@@ -157,8 +134,8 @@ def _daemons(engine: Engine, now: datetime) -> list[dict]:
                 "id": d.id,
                 "host": d.host,
                 "pid": d.pid,
-                "started_at": _iso(d.started_at),
-                "heartbeat_at": _iso(d.heartbeat_at),
+                "started_at": iso(d.started_at),
+                "heartbeat_at": iso(d.heartbeat_at),
                 "age_s": round(age, 3),
                 "alive": age < ALIVE_S,
                 "state": d.state,
@@ -191,12 +168,12 @@ def candidates_document(
             "parent_version": c.parent_version,
             "incident_id": c.incident_id,
             "status": c.status,
-            "champion_metrics": _json_safe(c.champion_metrics or {}),
-            "candidate_metrics": _json_safe(c.candidate_metrics or {}),
-            "reasons": _json_safe(list((c.verdict or {}).get("reasons", []))),
+            "champion_metrics": json_safe(c.champion_metrics or {}),
+            "candidate_metrics": json_safe(c.candidate_metrics or {}),
+            "reasons": json_safe(list((c.verdict or {}).get("reasons", []))),
             "onnx_path": c.onnx_path,
-            "created_at": _iso(c.created_at),
-            "updated_at": _iso(c.updated_at),
+            "created_at": iso(c.created_at),
+            "updated_at": iso(c.updated_at),
         }
         for c in rows
     ]
@@ -221,9 +198,9 @@ def incidents_document(
             "kind": inc.kind,
             "severity": inc.severity,
             "status": inc.status,
-            "opened_at": _iso(inc.opened_at),
-            "updated_at": _iso(inc.updated_at),
-            "resolved_at": _iso(inc.resolved_at),
+            "opened_at": iso(inc.opened_at),
+            "updated_at": iso(inc.updated_at),
+            "resolved_at": iso(inc.resolved_at),
             "summary": inc.summary,
             "report_path": inc.report_path,
             "candidate_id": inc.candidate_id,
