@@ -36,10 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from watcher.calibration import calibrate  # noqa: E402
-from watcher.drift import definition, drift_report, parse_drift, run_drift  # noqa: E402
-from watcher.quality import direct_quality, evidently_quality, gaps, group_quality  # noqa: E402
-from watcher.slices import bin_edges, find_error_slices  # noqa: E402
+from watcher.checks.calibration import calibrate  # noqa: E402
+from watcher.checks.drift import definition, drift_report, parse_drift, run_drift  # noqa: E402
+from watcher.checks.quality import direct_quality, evidently_quality, gaps, group_quality  # noqa: E402
+from watcher.checks.slices import bin_edges, find_error_slices  # noqa: E402
 
 console = Console(width=120)
 NUMERIC = [f"f{i}" for i in range(20)]
@@ -103,7 +103,7 @@ def drift(current: pd.DataFrame, reference: pd.DataFrame) -> Any:
 
 def bias(frame: pd.DataFrame) -> dict[str, float]:
     """ModelChecker.bias for one attribute: group quality, gaps, and each gap's p-value."""
-    from watcher.detection import gap_p_value
+    from watcher.checks.groups import gap_p_value
 
     found = gaps(group_quality(frame, GROUP, TASK, CLASSES, 50), TASK)
     return {g: gap_p_value(frame, GROUP, g, f, TASK, CLASSES) for g, f in found.items()}
@@ -114,7 +114,7 @@ def stages(ref: pd.DataFrame, cur: pd.DataFrame, tmp: Path) -> dict[str, Callabl
     from evidently.metrics import Accuracy
     from evidently.presets import DataDriftPreset
 
-    from watcher.detection import direct_gaps
+    from watcher.checks.groups import direct_gaps
 
     cfg = SimpleNamespace(task=TASK, checks=SimpleNamespace(min_group_rows=50))  # what it reads
     edges = {c: bin_edges(ref[c], 5) for c in NUMERIC}  # once per version (Baseline)
@@ -212,7 +212,7 @@ def main() -> None:
     )
     for label, modules in (
         ("Evidently", ["evidently.metrics", "evidently.presets"]),
-        ("watcher.detection (torch)", ["watcher.detection"]),
+        ("watcher.checks.checker (torch)", ["watcher.checks.checker"]),
     ):
         started = time.perf_counter()
         for module in modules:

@@ -34,13 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from correctors.champion import bootstrap  # noqa: E402
-from correctors.encoding import FeatureEncoder  # noqa: E402
-from correctors.finetune import fine_tune  # noqa: E402
-from correctors.modeling import predict_proba  # noqa: E402
+from correctors.models.champion import bootstrap  # noqa: E402
+from correctors.models.encoding import FeatureEncoder  # noqa: E402
+from correctors.models.modeling import predict_proba  # noqa: E402
+from correctors.models.runtime import OnnxModel  # noqa: E402
 from correctors.pipeline import train_candidate  # noqa: E402
-from correctors.runtime import OnnxModel  # noqa: E402
 from correctors.settings import CorrectionConfig  # noqa: E402
+from correctors.training.finetune import fine_tune  # noqa: E402
 from correctors.zoo import mlp_classifier  # noqa: E402
 from storage.db import make_engine  # noqa: E402
 from storage.intake import write_batch  # noqa: E402
@@ -48,15 +48,15 @@ from storage.queries import recent_window  # noqa: E402
 from storage.registry import ModelRegistry  # noqa: E402
 from storage.tables import Candidate  # noqa: E402
 from watcher.config import load_config  # noqa: E402
-from watcher.demo import MODEL, train_initial_model, write_config  # noqa: E402
-from watcher.messages import encode, parse_prediction  # noqa: E402
-from watcher.simulation import (  # noqa: E402
+from watcher.demo.credit import (  # noqa: E402
     CATEGORICAL,
     NUMERIC,
     SHIFTED,
     generate,
     prediction_messages,  # noqa: E402
 )
+from watcher.demo.run import MODEL, train_initial_model, write_config  # noqa: E402
+from watcher.kafka.wire import encode, parse_prediction  # noqa: E402
 
 console = Console(width=120)
 WINDOW_SEED, TEST_SEED, TEST_ROWS = 21, 5000, 5000

@@ -26,10 +26,11 @@ from rich.table import Table  # noqa: E402
 
 from storage.db import make_engine  # noqa: E402
 from watcher.config import KafkaConfig  # noqa: E402
-from watcher.ingest import Ingestor  # noqa: E402
-from watcher.kafka_io import EmbeddedBroker, ensure_topics, make_consumer, make_producer  # noqa: E402
+from watcher.intake.consumer import Ingestor  # noqa: E402
+from watcher.kafka.broker import EmbeddedBroker
+from watcher.kafka.clients import ensure_topics, make_consumer, make_producer  # noqa: E402
+from watcher.kafka.wire import encode  # noqa: E402
 from watcher.logs import configure  # noqa: E402
-from watcher.messages import encode  # noqa: E402
 
 console = Console()
 

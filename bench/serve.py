@@ -42,14 +42,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from correctors.champion import bootstrap, load_champion, register_version  # noqa: E402
-from correctors.runtime import OnnxModel  # noqa: E402
+from correctors.models.champion import bootstrap, load_champion, register_version  # noqa: E402
+from correctors.models.runtime import OnnxModel  # noqa: E402
 from storage.db import make_engine  # noqa: E402
 from storage.registry import ModelRegistry  # noqa: E402
 from watcher.config import load_config  # noqa: E402
-from watcher.demo import MODEL, train_initial_model, write_config  # noqa: E402
-from watcher.kafka_io import EmbeddedBroker, ensure_topics  # noqa: E402
-from watcher.simulation import CATEGORICAL, NUMERIC, generate  # noqa: E402
+from watcher.demo.credit import CATEGORICAL, NUMERIC, generate  # noqa: E402
+from watcher.demo.run import MODEL, train_initial_model, write_config  # noqa: E402
+from watcher.kafka.broker import EmbeddedBroker
+from watcher.kafka.clients import ensure_topics  # noqa: E402
 
 console = Console(width=120)
 FEATURES = NUMERIC + CATEGORICAL

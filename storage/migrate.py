@@ -46,6 +46,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
+from storage.engine import connect
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 LAST_UNVERSIONED = "0002"  # the schema create_all made when migrations replaced it
 
@@ -138,9 +140,7 @@ def unversioned_revision(conn: Connection) -> str | None:
 def _engine(url_or_engine: str | Engine) -> tuple[Engine, bool]:
     if isinstance(url_or_engine, Engine):
         return url_or_engine, False
-    from storage.db import make_engine
-
-    return make_engine(url_or_engine, create=False), True
+    return connect(url_or_engine), True
 
 
 def upgrade(url_or_engine: str | Engine, revision: str = "head") -> str:

@@ -10,7 +10,8 @@ import pytest
 from rich.console import Console
 
 from watcher.config import KafkaConfig
-from watcher.kafka_io import EmbeddedBroker, ensure_topics
+from watcher.kafka.broker import EmbeddedBroker
+from watcher.kafka.clients import ensure_topics
 
 PG_URL = os.environ.get("WARDEN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -78,7 +79,7 @@ def db_url(request, tmp_path) -> str:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> tuple[Path, int]:
     """The demo's reference set and initial weights, trained once per session."""
-    from watcher.demo import train_initial_model
+    from watcher.demo.run import train_initial_model
 
     folder = tmp_path_factory.mktemp("model")
     width = train_initial_model(folder, Console(quiet=True))

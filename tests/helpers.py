@@ -6,15 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from correctors.champion import bootstrap
-from correctors.runtime import OnnxModel
+from correctors.models.champion import bootstrap
+from correctors.models.runtime import OnnxModel
 from storage.db import make_engine
 from storage.intake import write_batch
 from storage.registry import ModelRegistry
 from watcher.config import load_config
-from watcher.demo import MODEL, write_config
-from watcher.messages import encode, parse_prediction
-from watcher.simulation import Shift, generate, prediction_messages
+from watcher.demo.credit import Shift, generate, prediction_messages
+from watcher.demo.run import MODEL, write_config
+from watcher.kafka.wire import encode, parse_prediction
 
 
 def setup_model(workdir: Path, width: int, bootstrap_server: str = "127.0.0.1:9", **kw):

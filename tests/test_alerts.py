@@ -14,17 +14,12 @@ from kafka import KafkaConsumer
 from structlog.testing import capture_logs
 from tenacity import wait_none
 
-from watcher.alerts import (
-    Alerter,
-    FileSink,
-    WebhookError,
-    WebhookSink,
-    build_alert,
-    describe,
-    verify_signature,
-)
+from watcher.alerts.alerter import Alerter
+from watcher.alerts.message import build_alert, describe, verify_signature
+from watcher.alerts.sinks import FileSink, WebhookError, WebhookSink
 from watcher.config import AlertsConfig, ConfigError, KafkaConfig, WardenConfig
-from watcher.kafka_io import free_port, make_producer
+from watcher.kafka.broker import free_port
+from watcher.kafka.clients import make_producer
 
 KEY_ENV = "WARDEN_TEST_WEBHOOK_KEY"
 KEY = "s3cret-signing-key-do-not-log"

@@ -6,10 +6,10 @@ from sqlmodel import Session, select
 
 from storage.tables import CheckRun, Incident
 from tests.helpers import setup_model, store_frame, store_traffic
-from watcher.demo import MODEL
-from watcher.detection import ModelChecker
-from watcher.incidents import record_outcomes
-from watcher.simulation import COVARIATE_ONLY, NORMAL, SHIFTED, generate
+from watcher.checks.checker import ModelChecker
+from watcher.checks.incidents import record_outcomes
+from watcher.demo.credit import COVARIATE_ONLY, NORMAL, SHIFTED, generate
+from watcher.demo.run import MODEL
 
 
 def run_checks(cfg, engine, registry):

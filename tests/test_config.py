@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from watcher.cli import app
 from watcher.config import ConfigError, load_config
-from watcher.demo import write_config
+from watcher.demo.run import write_config
 
 
 def _config(workdir: Path, width: int) -> Path:

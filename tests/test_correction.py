@@ -8,8 +8,8 @@ from correctors.pipeline import train_candidate
 from correctors.swap import SwapRefused, swap
 from storage.queries import recent_window
 from tests.helpers import setup_model, store_frame, store_traffic
-from watcher.demo import MODEL
-from watcher.simulation import COVARIATE_ONLY, NORMAL, SHIFTED, generate
+from watcher.demo.credit import COVARIATE_ONLY, NORMAL, SHIFTED, generate
+from watcher.demo.run import MODEL
 
 
 def correct(cfg, engine, registry, **settings):
@@ -128,7 +128,7 @@ def test_training_summary_counts_each_data_step(workdir, trained):
 
 def test_group_rule_allows_noise_of_small_groups_but_not_a_real_regression():
     from correctors.settings import CorrectionConfig
-    from correctors.validation import group_rules
+    from correctors.validation.gate import group_rules
 
     settings = CorrectionConfig(group_gap_tolerance=0.03)
     champion = {

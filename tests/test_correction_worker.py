@@ -7,10 +7,10 @@ from sqlmodel import Session, select
 
 from storage.tables import Candidate, Event, Incident
 from tests.helpers import setup_model, store_traffic
-from watcher.daemon import Daemon
-from watcher.demo import MODEL
-from watcher.incidents import MAX_CORRECTION_ATTEMPTS
-from watcher.simulation import SHIFTED
+from watcher.checks.incidents import MAX_CORRECTION_ATTEMPTS
+from watcher.daemon.service import Daemon
+from watcher.demo.credit import SHIFTED
+from watcher.demo.run import MODEL
 
 
 def test_worker_crash_leaves_the_daemon_running_and_the_incident_for_retry(workdir, trained):
@@ -42,5 +42,5 @@ def test_worker_crash_leaves_the_daemon_running_and_the_incident_for_retry(workd
     assert attempts == {MAX_CORRECTION_ATTEMPTS}
     assert len(retries) == MAX_CORRECTION_ATTEMPTS * len(incidents)
     assert registry.active(MODEL) == "v1"
-    daemon._alerts.shutdown(wait=True)
+    daemon.notifier.drain()
     daemon.engine.dispose()

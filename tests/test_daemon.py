@@ -11,9 +11,9 @@ from storage.tables import Candidate, Event
 from tests.helpers import setup_model, store_traffic
 from tests.test_correction import correct
 from watcher.cli import app
-from watcher.daemon import Daemon, wait_for
-from watcher.demo import MODEL, run_demo
-from watcher.simulation import SHIFTED
+from watcher.daemon.service import Daemon, wait_for
+from watcher.demo.credit import SHIFTED
+from watcher.demo.run import MODEL, run_demo
 
 
 def test_manual_approval_by_config_edit_swaps_the_named_candidate(workdir, trained, broker):
@@ -57,7 +57,7 @@ def test_invalid_config_edit_is_refused_and_last_good_config_stays(workdir, trai
         config.write_text(config.read_text().replace("window = 1500", "window = -1"))
         assert wait_for(
             lambda: (
-                daemon._fingerprint != ""
+                daemon.reloader.fingerprint != ""
                 and not daemon.reload_if_changed()
                 and daemon.cfg.models[MODEL].checks.window == 1500
             ),

@@ -19,11 +19,11 @@ from storage.db import make_engine
 from storage.tables import CheckRun, DeadLetter, Lease, Prediction
 from tests.helpers import setup_model, store_traffic
 from tests.test_ingest import prediction
-from watcher.daemon import Daemon, wait_for
-from watcher.demo import MODEL
-from watcher.kafka_io import make_producer
-from watcher.messages import encode
-from watcher.simulation import NORMAL
+from watcher.daemon.service import Daemon, wait_for
+from watcher.demo.credit import NORMAL
+from watcher.demo.run import MODEL
+from watcher.kafka.clients import make_producer
+from watcher.kafka.wire import encode
 
 TOTAL, BAD_EVERY = 20_000, 500
 

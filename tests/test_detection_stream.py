@@ -21,18 +21,18 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 from sqlmodel import select as sqlmodel_select
 
-from correctors.runtime import OnnxModel
+from correctors.models.runtime import OnnxModel
 from storage.tables import CheckRun, Incident, Prediction
 from tests.helpers import setup_model
 from tests.test_alerts import Receiver
-from watcher.daemon import Daemon, wait_for
-from watcher.demo import MODEL
-from watcher.detection import ModelChecker
-from watcher.incidents import record_outcomes
-from watcher.ingest import Ingestor
-from watcher.kafka_io import make_producer
-from watcher.messages import encode
-from watcher.simulation import COVARIATE_ONLY, NORMAL, Shift, generate, prediction_messages
+from watcher.checks.checker import ModelChecker
+from watcher.checks.incidents import record_outcomes
+from watcher.daemon.service import Daemon, wait_for
+from watcher.demo.credit import COVARIATE_ONLY, NORMAL, Shift, generate, prediction_messages
+from watcher.demo.run import MODEL
+from watcher.intake.consumer import Ingestor
+from watcher.kafka.clients import make_producer
+from watcher.kafka.wire import encode
 
 CONCEPT_ONLY = Shift(concept=True)  # labels flip for high utilisation; inputs unchanged
 

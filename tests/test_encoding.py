@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from correctors.encoding import FeatureEncoder
+from correctors.models.encoding import FeatureEncoder
 
 REFERENCE = pd.DataFrame(
     {
@@ -69,8 +69,8 @@ def test_round_trip_through_the_card():
 
 
 def test_the_servers_fast_path_encodes_exactly_like_training():
-    from watcher.reviews import generate_reviews
-    from watcher.serve import encode_rows
+    from watcher.demo.reviews import generate_reviews
+    from watcher.serving.server import encode_rows
 
     frame = generate_reviews(200, seed=3)
     frame.loc[::7, "review"] = None
@@ -81,7 +81,7 @@ def test_the_servers_fast_path_encodes_exactly_like_training():
 
 
 def test_wild_values_are_clipped_the_same_in_training_and_serving():
-    from watcher.serve import encode_rows
+    from watcher.serving.server import encode_rows
 
     enc = encoder()
     wild = pd.DataFrame({"age": [1e9, -1e9], "plan": ["pro", "pro"], "note": ["x", "y"]})

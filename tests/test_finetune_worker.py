@@ -17,9 +17,9 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from correctors.finetune import fine_tune
 from correctors.settings import CorrectionConfig
-from correctors.worker import FineTuneFailed, fine_tune_in_worker
+from correctors.training.finetune import fine_tune
+from correctors.training.worker import FineTuneFailed, fine_tune_in_worker
 from correctors.zoo import mlp_classifier
 
 N_FEATURES = 8

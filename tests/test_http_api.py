@@ -16,10 +16,11 @@ from storage.db import make_engine
 from storage.registry import ModelRegistry
 from tests.test_status_cli import BIAS_FIGURES, DRIFT_FIGURES, QUALITY_FIGURES, seed_rows
 from watcher.config import ConfigError, HttpConfig, WardenConfig
-from watcher.http_api import HttpServer, HttpServerError
-from watcher.ingest import IngestStats
-from watcher.metrics import WardenMetrics, open_incident_counts
-from watcher.status import status_document
+from watcher.daemon.endpoint import DaemonEndpoint
+from watcher.daemon.metrics import WardenMetrics, open_incident_counts
+from watcher.daemon.status import status_document
+from watcher.http_server import HttpServerError
+from watcher.intake.consumer import IngestStats
 
 TOKEN_ENV = "WARDEN_TEST_HTTP_TOKEN"
 TOKEN = "s3cret-token-with-enough-entropy-0123456789"
@@ -32,8 +33,8 @@ def serving(
     status=lambda: {"models": []},
     ready=lambda: (True, "consuming"),
     metrics: WardenMetrics | None = None,
-) -> Iterator[HttpServer]:
-    server = HttpServer(
+) -> Iterator[DaemonEndpoint]:
+    server = DaemonEndpoint(
         cfg or HttpConfig(port=0),
         status=status,
         ready=ready,
@@ -188,7 +189,7 @@ def test_missing_token_is_a_clear_error(monkeypatch, value):
         monkeypatch.delenv(TOKEN_ENV, raising=False)
     else:
         monkeypatch.setenv(TOKEN_ENV, value)
-    server = HttpServer(
+    server = DaemonEndpoint(
         HttpConfig(port=0, token_env=TOKEN_ENV),
         status=dict,
         ready=lambda: (True, "ok"),
@@ -234,14 +235,14 @@ def test_port_in_use_is_a_clear_error():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        server = HttpServer(
+        server = DaemonEndpoint(
             HttpConfig(port=port), status=dict, ready=lambda: (True, ""), metrics=WardenMetrics()
         )
         with pytest.raises(HttpServerError, match=f"http.port: cannot listen on 127.0.0.1:{port}"):
             server.start()
     # and a second warden on a running one's port
     with serving() as first:
-        second = HttpServer(
+        second = DaemonEndpoint(
             HttpConfig(port=first.port),
             status=dict,
             ready=lambda: (True, ""),

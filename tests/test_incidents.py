@@ -10,9 +10,9 @@ from sqlmodel import Session, select
 
 from storage.db import make_engine
 from storage.tables import Incident, utcnow
+from watcher.checks.incidents import record_outcomes
+from watcher.checks.outcome import CheckOutcome
 from watcher.config import ChecksConfig
-from watcher.detection import CheckOutcome
-from watcher.incidents import record_outcomes
 
 
 def outcome(passed: bool, severity: str = "warning", kind: str = "drift") -> CheckOutcome:

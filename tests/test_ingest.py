@@ -8,10 +8,10 @@ from sqlalchemy import func, select
 
 from storage.db import make_engine
 from storage.tables import DeadLetter, Prediction
-from watcher.daemon import wait_for
-from watcher.ingest import Ingestor
-from watcher.kafka_io import make_producer
-from watcher.messages import encode
+from watcher.daemon.service import wait_for
+from watcher.intake.consumer import Ingestor
+from watcher.kafka.clients import make_producer
+from watcher.kafka.wire import encode
 
 BAD = [
     b"{not json",

@@ -20,10 +20,10 @@ from sqlalchemy import func, select, text
 from storage import leases
 from storage.db import make_engine
 from storage.tables import DeadLetter, Prediction
-from watcher.daemon import wait_for
-from watcher.ingest import Ingestor
-from watcher.kafka_io import make_producer
-from watcher.messages import PAYLOAD_KEEP, encode
+from watcher.daemon.service import wait_for
+from watcher.intake.consumer import Ingestor
+from watcher.kafka.clients import make_producer
+from watcher.kafka.wire import PAYLOAD_KEEP, encode
 
 SEED = 20260522
 MAX_BYTES = 65_536  # the consumer's max_message_bytes in the fuzz test

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from watcher.messages import BadMessage, parse_label, parse_prediction
+from watcher.kafka.wire import BadMessage, parse_label, parse_prediction
 
 GOOD = {
     "prediction_id": "p1",

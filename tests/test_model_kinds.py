@@ -16,25 +16,25 @@ import pytest
 import torch
 from sqlalchemy import func, select
 
-from correctors.champion import bootstrap
-from correctors.encoding import FeatureEncoder
-from correctors.finetune import fine_tune
-from correctors.modeling import load_factory
+from correctors.models.champion import bootstrap
+from correctors.models.encoding import FeatureEncoder
+from correctors.models.modeling import load_factory
+from correctors.models.runtime import OnnxModel
 from correctors.pipeline import train_candidate
-from correctors.runtime import OnnxModel
 from correctors.settings import CorrectionConfig
+from correctors.training.finetune import fine_tune
 from storage.db import make_engine
 from storage.queries import recent_window
 from storage.registry import ModelRegistry
 from storage.tables import Prediction
-from watcher import ratings, reviews
+from watcher.demo import ratings, reviews
+from watcher.checks.checker import ModelChecker
 from watcher.config import load_config
-from watcher.daemon import wait_for
-from watcher.detection import ModelChecker
-from watcher.ingest import Ingestor
-from watcher.kafka_io import make_producer
-from watcher.messages import encode
-from watcher.simulation import prediction_messages
+from watcher.daemon.service import wait_for
+from watcher.demo.credit import prediction_messages
+from watcher.intake.consumer import Ingestor
+from watcher.kafka.clients import make_producer
+from watcher.kafka.wire import encode
 
 
 @dataclass

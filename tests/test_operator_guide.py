@@ -45,19 +45,19 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from correctors.champion import load_champion, register_version
+from correctors.models.champion import load_champion, register_version
 from correctors.swap import await_approval
 from storage.db import make_engine
 from storage.registry import ModelRegistry
 from storage.tables import Candidate, Prediction
 from tests.conftest import PG_URL
-from watcher.alerts import sign
+from watcher.alerts.message import sign
 from watcher.cli import app
 from watcher.config import WardenConfig, load_config
-from watcher.config_reference import COMMAND, render
-from watcher.daemon import wait_for
-from watcher.kafka_io import EmbeddedBroker, free_port
-from watcher.messages import parse_label, parse_prediction
+from watcher.config.reference import COMMAND, render
+from watcher.daemon.service import wait_for
+from watcher.kafka.broker import EmbeddedBroker, free_port
+from watcher.kafka.wire import parse_label, parse_prediction
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "operators-guide.md"

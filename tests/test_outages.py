@@ -31,11 +31,12 @@ from tests.conftest import _drop_schema, _postgres_schema_url
 from tests.tcp_proxy import TcpProxy
 from tests.test_ingest import prediction
 from watcher.config import KafkaConfig
-from watcher.daemon import Daemon, wait_for
-from watcher.ingest import Ingestor
-from watcher.kafka_io import EmbeddedBroker, ensure_topics, free_port, make_producer
-from watcher.messages import encode
-from watcher.status import render_status
+from watcher.daemon.service import Daemon, wait_for
+from watcher.daemon.status import render_status
+from watcher.intake.consumer import Ingestor
+from watcher.kafka.broker import EmbeddedBroker, free_port
+from watcher.kafka.clients import ensure_topics, make_producer
+from watcher.kafka.wire import encode
 
 BROKER_DOWN = "broker un"  # "broker unreachable or …" (Ingestor) / "broker unavailable: …" (Daemon)
 DB_DOWN = "database unavailable, retrying"

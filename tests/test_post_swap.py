@@ -11,14 +11,14 @@ import torch
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from correctors.champion import load_champion, register_version
+from correctors.models.champion import load_champion, register_version
 from storage.tables import Candidate, Event
 from tests.helpers import setup_model, store_traffic
 from watcher.cli import app
 from watcher.config import load_config
-from watcher.daemon import Daemon
-from watcher.demo import MODEL
-from watcher.simulation import NORMAL
+from watcher.daemon.service import Daemon
+from watcher.demo.credit import NORMAL
+from watcher.demo.run import MODEL
 
 
 def add_candidate(engine, registry, *, invert: bool, champion_recent: float = 0.9) -> str:
@@ -59,7 +59,7 @@ def test_a_bad_new_champion_is_rolled_back_by_the_watch(workdir, trained):
     config, cfg, engine, registry = setup_model(workdir, trained[1])
     daemon = Daemon(config)
     candidate_id = add_candidate(engine, registry, invert=True)
-    daemon._swap(candidate_id, actor="operator")
+    daemon.corrections.swap(candidate_id, actor="operator")
     assert registry.active(MODEL) == "v2"
     store_traffic(engine, registry, 600, NORMAL, seed=41)  # served (badly) by v2, labelled
     daemon.check_model(MODEL, ("error",))
@@ -68,7 +68,7 @@ def test_a_bad_new_champion_is_rolled_back_by_the_watch(workdir, trained):
         assert session.get(Candidate, candidate_id).status == "rolled_back"
     [event] = events(engine, "rolled_back")
     assert event.actor == "daemon" and event.subject == "v2"
-    daemon._alerts.shutdown(wait=True)
+    daemon.notifier.drain()
     daemon.engine.dispose()
 
 
@@ -76,7 +76,7 @@ def test_a_good_new_champion_survives_the_watch(workdir, trained):
     config, cfg, engine, registry = setup_model(workdir, trained[1])
     daemon = Daemon(config)
     candidate_id = add_candidate(engine, registry, invert=False, champion_recent=0.8)
-    daemon._swap(candidate_id, actor="operator")
+    daemon.corrections.swap(candidate_id, actor="operator")
     watch = cfg.models[MODEL].approval.watch_checks
     for i in range(watch + 1):
         store_traffic(engine, registry, 300, NORMAL, seed=50 + i)
@@ -86,7 +86,7 @@ def test_a_good_new_champion_survives_the_watch(workdir, trained):
         cand = session.get(Candidate, candidate_id)
         assert cand.status == "active" and cand.watch_checks_left == 0
     assert events(engine, "rolled_back") == []
-    daemon._alerts.shutdown(wait=True)
+    daemon.notifier.drain()
     daemon.engine.dispose()
 
 
@@ -112,7 +112,7 @@ def test_approve_writes_the_config_and_reject_records_the_operator(workdir, trai
     daemon = Daemon(config)  # the daemon applies what the file says
     daemon.apply_approvals()
     assert registry.active(MODEL) == "v2"
-    daemon._alerts.shutdown(wait=True)
+    daemon.notifier.drain()
 
     unknown = runner.invoke(app, ["approve", "nope", "--config", str(config)])
     assert unknown.exit_code == 1 and "no candidate" in unknown.output

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from watcher.quality import direct_quality, evidently_quality, gaps, group_quality
-from watcher.slices import bin_edges, find_error_slices
+from watcher.checks.quality import direct_quality, evidently_quality, gaps, group_quality
+from watcher.checks.slices import bin_edges, find_error_slices
 
 
 def classification_frame(n: int = 3000, seed: int = 0) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from storage.intake import write_batch
 from storage.registry import ModelRegistry
 from storage.retention import RetentionConfig, prune
 from storage.tables import Candidate, CheckRun, DeadLetter, Incident, PendingLabel, Prediction
-from watcher import messages
+from watcher.kafka import wire
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=10, hours=1)  # one hour past a 10-day limit
@@ -97,7 +97,7 @@ def incident(model: str, lo: int | None, hi: int | None, status: str = "open") -
 
 
 def dead_letter(offset: int) -> dict:
-    return messages.dead_letter("t", 0, offset, "r", b"x")
+    return wire.dead_letter("t", 0, offset, "r", b"x")
 
 
 def count_prediction_deletes(engine) -> list[int]:

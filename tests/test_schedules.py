@@ -13,8 +13,9 @@ from sqlmodel import Session
 from storage.tables import CheckRun, utcnow
 from tests.helpers import setup_model
 from watcher.config import ScheduleConfig
-from watcher.daemon import Daemon, check_schedules, make_trigger
-from watcher.demo import MODEL
+from watcher.daemon.rounds import check_schedules, make_trigger
+from watcher.daemon.service import Daemon
+from watcher.demo.run import MODEL
 
 
 def daemon_with(workdir, width, extra: str = "") -> Daemon:
@@ -58,15 +59,15 @@ def test_missed_runs_coalesce_into_one_run_now(workdir, trained):
     daemon = daemon_with(workdir, trained[1])  # every kind every 3 s (the demo's interval)
     kinds = ("drift", "error", "bias")
     trigger = make_trigger(ScheduleConfig(interval_seconds=60))
-    assert daemon._catch_up(MODEL, kinds, trigger) is None  # never ran: the normal schedule
+    assert daemon.rounds.catch_up(MODEL, kinds, trigger) is None  # never ran: the normal schedule
     add_run(daemon, "drift", ago_s=10)
-    assert daemon._catch_up(MODEL, kinds, trigger) is None  # not due yet
+    assert daemon.rounds.catch_up(MODEL, kinds, trigger) is None  # not due yet
     add_run(daemon, "error", ago_s=3600)  # an hour (60 runs) missed: one run, now
-    due = daemon._catch_up(MODEL, ("error",), trigger)
+    due = daemon.rounds.catch_up(MODEL, ("error",), trigger)
     assert due is not None and abs((due - utcnow()).total_seconds()) < 5
-    assert daemon._catch_up(MODEL, kinds, trigger) is None  # drift ran 10 s ago: not due
+    assert daemon.rounds.catch_up(MODEL, kinds, trigger) is None  # drift ran 10 s ago: not due
     cron = make_trigger(ScheduleConfig(cron="0 * * * *"))  # hourly
-    assert daemon._catch_up(MODEL, ("error",), cron) is not None
+    assert daemon.rounds.catch_up(MODEL, ("error",), cron) is not None
     daemon.engine.dispose()
 
 

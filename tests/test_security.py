@@ -28,14 +28,14 @@ import structlog
 import torch
 from pydantic import ValidationError
 
-from correctors.modeling import ModelLoadError, load_state_dict
+from correctors.models.modeling import ModelLoadError, load_state_dict
 from storage.db import make_engine, redact_url, with_password
 from storage.registry import ModelRegistry, RegistryError
 from watcher import logs
 from watcher.config import ConfigError, HttpConfig, KafkaConfig, StorageConfig, load_config
-from watcher.http_api import HttpServer
-from watcher.kafka_io import client_security, ensure_topics, make_consumer, make_producer
-from watcher.metrics import WardenMetrics
+from watcher.daemon.endpoint import DaemonEndpoint
+from watcher.daemon.metrics import WardenMetrics
+from watcher.kafka.clients import client_security, ensure_topics, make_consumer, make_producer
 
 SECRET = "S3cr3t-p@ss/w:rd"  # characters that need escaping inside a URL
 DB_ENV = "WARDEN_TEST_DB_PASSWORD"
@@ -59,7 +59,7 @@ def test_http_binds_localhost_by_default_and_needs_a_token_elsewhere():
     assert HttpConfig(host="0.0.0.0", token_env="SOME_TOKEN").token_env == "SOME_TOKEN"
     assert HttpConfig(host="0.0.0.0", enabled=False).enabled is False
 
-    server = HttpServer(
+    server = DaemonEndpoint(
         HttpConfig(port=0),
         status=dict,
         ready=lambda: (True, "ok"),
@@ -439,7 +439,7 @@ def test_plaintext_is_unchanged_on_the_real_broker(kafka_cfg):
 
 
 def test_webhook_key_from_a_file_relative_to_the_config(tmp_path):
-    from watcher.alerts import WebhookSink
+    from watcher.alerts.sinks import WebhookSink
     from watcher.config import ConfigError, load_config
 
     (tmp_path / "secrets").mkdir()

@@ -24,19 +24,19 @@ import pandas as pd
 import pytest
 import torch
 
-from correctors.champion import load_champion, register_version
-from correctors.runtime import OnnxModel
+from correctors.models.champion import load_champion, register_version
+from correctors.models.runtime import OnnxModel
 from storage.registry import ModelRegistry
 from tests.helpers import setup_model
 from watcher.config import HttpConfig
-from watcher.daemon import wait_for
-from watcher.demo import MODEL
-from watcher.kafka_io import make_consumer
-from watcher.messages import parse_prediction
-from watcher.prediction_log import PredictionLogger
-from watcher.serve import InferenceServer, encode_rows
-from watcher.serving import ActiveModel
-from watcher.simulation import CATEGORICAL, NUMERIC, SHIFTED, generate
+from watcher.daemon.service import wait_for
+from watcher.demo.credit import CATEGORICAL, NUMERIC, SHIFTED, generate
+from watcher.demo.run import MODEL
+from watcher.kafka.clients import make_consumer
+from watcher.kafka.wire import parse_prediction
+from watcher.serving.active import ActiveModel
+from watcher.serving.prediction_logger import PredictionLogger
+from watcher.serving.server import InferenceServer, encode_rows
 
 FEATURES = NUMERIC + CATEGORICAL
 TOKEN_ENV = "WARDEN_TEST_SERVE_TOKEN"

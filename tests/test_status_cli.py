@@ -18,7 +18,7 @@ from storage.registry import ModelRegistry
 from storage.tables import Candidate, CheckRun, DaemonHeartbeat, DeadLetter, Incident, utcnow
 from watcher.cli import app
 from watcher.config import load_config
-from watcher.status import incidents_document, render_status, status_document
+from watcher.daemon.status import incidents_document, render_status, status_document
 
 DRIFT_FIGURES = {
     "drift_share": 0.5,

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from storage.db import make_engine
 from storage.intake import write_batch
 from storage.tables import DeadLetter, PendingLabel, Prediction
-from watcher.messages import dead_letter
+from watcher.kafka.wire import dead_letter
 
 
 def row(pid: str, label=None) -> dict:

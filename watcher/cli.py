@@ -81,7 +81,7 @@ def config_reference(
 ) -> None:
     """Print (or write) the configuration reference: every section and key, with its type,
     default and description, generated from the config schema."""
-    from watcher.config_reference import render
+    from watcher.config.reference import render
 
     text = render()
     if output is None:
@@ -157,7 +157,7 @@ def run(config: Path = ConfigOption, log_level: str = "INFO") -> None:
     from storage.migrate import MigrationError
     from watcher import logs
     from watcher.config import ConfigError
-    from watcher.daemon import Daemon
+    from watcher.daemon.service import Daemon
 
     logs.configure(json_lines=True, level=log_level)
     try:
@@ -175,7 +175,7 @@ def status(
 ) -> None:
     """Models, active versions, last checks, daemons, open incidents and candidates."""
     from storage.registry import ModelRegistry
-    from watcher.status import render_status_document, status_document
+    from watcher.daemon.status import render_status_document, status_document
 
     cfg = _load(config)
     doc = status_document(cfg, _engine(cfg), ModelRegistry(cfg.storage.registry))
@@ -193,7 +193,7 @@ def incidents(
     as_json: bool = typer.Option(False, "--json", help="Print the incidents as JSON."),
 ) -> None:
     """Incidents (drift, error, bias): severity, status, report, candidate."""
-    from watcher.status import incidents_document, render_incidents
+    from watcher.daemon.status import incidents_document, render_incidents
 
     cfg = _load(config)
     rows = incidents_document(_engine(cfg), open_only=open_only, model=model)
@@ -239,7 +239,7 @@ def candidates(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Candidates with their status, metrics and the validation gate's reasons."""
-    from watcher.status import candidates_document, render_candidates
+    from watcher.daemon.status import candidates_document, render_candidates
 
     cfg = _load(config)
     rows = candidates_document(_engine(cfg), model)
@@ -257,8 +257,8 @@ def approve(
     """Approve a validated candidate: writes its id into the config file's approved list
     (the same edit an operator makes by hand); the running daemon swaps it in."""
     from correctors.swap import SwapRefused
-    from watcher.approvals import approve_in_config
     from watcher.config import ConfigError
+    from watcher.daemon.approvals import approve_in_config
 
     cfg = _load(config)
     try:
@@ -278,7 +278,7 @@ def reject(
 ) -> None:
     """Reject a candidate that awaits approval; it can never be swapped in afterwards."""
     from correctors.swap import SwapRefused
-    from watcher.approvals import reject_candidate
+    from watcher.daemon.approvals import reject_candidate
 
     cfg = _load(config)
     try:
@@ -317,10 +317,10 @@ def serve(
     from storage.registry import ModelRegistry
     from watcher import logs
     from watcher.config import HttpConfig
-    from watcher.http_api import HttpServerError
-    from watcher.kafka_io import ensure_topics
-    from watcher.prediction_log import PredictionLogger
-    from watcher.serve import InferenceServer
+    from watcher.http_server import HttpServerError
+    from watcher.kafka.clients import ensure_topics
+    from watcher.serving.prediction_logger import PredictionLogger
+    from watcher.serving.server import InferenceServer
 
     logs.configure(json_lines=True, level=log_level)
     cfg = _load(config)
@@ -371,7 +371,7 @@ def demo(
     mode: str = typer.Option("auto", help="Approval mode written into the demo config."),
 ) -> None:
     """The whole loop on embedded defaults: broker, SQLite, a built-in model."""
-    from watcher.demo import run_demo
+    from watcher.demo.run import run_demo
 
     raise typer.Exit(run_demo(folder, rate=rate, timeout_s=timeout, mode=mode, console=console))
 

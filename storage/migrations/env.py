@@ -32,7 +32,7 @@ def main() -> None:
     if connection is not None:
         _run(connection)
         return
-    from storage.db import normalise_url
+    from storage.engine import normalise_url
 
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
         "sqlalchemy.url"

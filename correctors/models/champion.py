@@ -1,0 +1,152 @@
+"""Load what a correction starts from: the reference set and the serving (champion) version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sqlalchemy import Engine
+from torch import nn
+
+from correctors.models.encoding import FeatureEncoder
+from correctors.models.modeling import build_model, load_state_dict, predict_outputs, predict_proba
+from correctors.models.runtime import OnnxModel
+from correctors.settings import ModelDefinition
+from correctors.validation.export import export_onnx
+from storage.audit import record_event
+from storage.db import session_scope
+from storage.registry import ModelRegistry
+
+
+class ReferenceDataError(ValueError):
+    """The reference set cannot be used (missing file or columns)."""
+
+
+def load_reference(definition: ModelDefinition) -> pd.DataFrame:
+    """The labelled reference set (CSV or Parquet), labels as text like stored labels."""
+    path = Path(definition.reference)
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    missing = [c for c in [*definition.features, definition.label_column] if c not in frame]
+    if missing:
+        raise ReferenceDataError(f"reference {path} lacks columns {missing}")
+    frame = frame.dropna(subset=[definition.label_column]).reset_index(drop=True)
+    frame["label"] = frame[definition.label_column].map(_label_text)
+    return frame
+
+
+def _label_text(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+@dataclass
+class Champion:
+    """The serving version: torch weights to fine-tune from, ONNX session to compare against."""
+
+    version: str
+    card: dict
+    encoder: FeatureEncoder
+    classes: list[str]
+    torch_model: nn.Module
+    onnx: OnnxModel
+
+    @property
+    def task(self) -> str:
+        return self.onnx.task
+
+    def class_index(self, labels: pd.Series) -> pd.Series:
+        """Training targets: class indices, or (regression) the label values as floats;
+        NaN where a label is unusable."""
+        if self.task == "regression":
+            return pd.to_numeric(labels, errors="coerce")
+        index = {c: i for i, c in enumerate(self.classes)}
+        return labels.map(index)
+
+
+def load_champion(registry: ModelRegistry, model: str, version: str) -> Champion:
+    card = registry.card(model, version)
+    state = load_state_dict(registry.weights_path(model, version))
+    torch_model = build_model(card["factory"], card["factory_kwargs"], state)
+    onnx = OnnxModel.load(registry, model, version)
+    return Champion(version, card, onnx.encoder, onnx.classes, torch_model, onnx)
+
+
+def register_version(
+    registry: ModelRegistry,
+    model: str,
+    version: str,
+    torch_model: nn.Module,
+    encoder: FeatureEncoder,
+    card: dict,
+) -> Path:
+    """Write weights, ONNX and card for a version; returns the ONNX path."""
+    vdir = registry.version_dir(model, version)
+    vdir.mkdir(parents=True, exist_ok=True)
+    torch.save(torch_model.state_dict(), registry.weights_path(model, version))
+    task = card.get("task", "classification")
+    onnx_path = export_onnx(torch_model, encoder.width, registry.onnx_path(model, version), task)
+    registry.write_card(model, version, {"model": model, "version": version, **card})
+    return onnx_path
+
+
+def bootstrap(
+    engine: Engine, registry: ModelRegistry, model: str, definition: ModelDefinition
+) -> str:
+    """First start: register the configured weights as v1 and make it ACTIVE."""
+    if definition.weights is None:
+        raise ReferenceDataError(
+            f"models.{model}.weights is needed: the registry has no version yet"
+        )
+    reference = load_reference(definition)
+    encoder = FeatureEncoder.fit(
+        reference,
+        definition.numeric_features,
+        definition.categorical_features,
+        definition.text_features,
+        definition.text_buckets,
+    )
+    regression = definition.task == "regression"
+    classes = [] if regression else definition.classes or sorted(reference["label"].unique())
+    torch_model = build_model(
+        definition.factory, definition.factory_kwargs, load_state_dict(definition.weights)
+    )
+    x = encoder.transform(reference)
+    if regression:
+        target = pd.to_numeric(reference["label"], errors="coerce").to_numpy()
+        known = np.isfinite(target)
+        outputs = predict_outputs(torch_model, x[known], "regression")[:, 0]
+        baseline = {"mae": float(np.abs(outputs - target[known]).mean())}
+    else:
+        index = {c: i for i, c in enumerate(classes)}
+        y = reference["label"].map(index)
+        known = y.notna().to_numpy()
+        hits = predict_proba(torch_model, x[known]).argmax(axis=1) == y[known].to_numpy()
+        baseline = {"accuracy": float(hits.mean())}
+    version = "v1"
+    card = {
+        "factory": definition.factory,
+        "factory_kwargs": definition.factory_kwargs,
+        "task": definition.task,
+        "encoder": encoder.to_dict(),
+        "classes": classes,
+        "parent": None,
+        "source": str(definition.weights),
+        "baseline": {**baseline, "drift_reference": {"kind": "reference"}},
+    }
+    register_version(registry, model, version, torch_model, encoder, card)
+    registry.activate(model, version, actor="daemon")
+    with session_scope(engine) as session:
+        record_event(
+            session,
+            "model_registered",
+            actor="daemon",
+            model=model,
+            subject=version,
+            **{f"reference_{k}": v for k, v in baseline.items()},
+        )
+        record_event(session, "activated", actor="daemon", model=model, subject=version)
+    return version

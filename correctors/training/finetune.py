@@ -1,0 +1,201 @@
+"""Fine-tune a copy of the champion: seeded, early-stopped on a held-out split, CUDA if present.
+
+Options (all in `CorrectionConfig`): `trainable` freezes everything but the named parameter
+prefixes, `weight_decay` (AdamW), `l2_sp` pulls the trainable weights toward the champion's,
+`time_budget_s` stops after the epoch that crosses it. A float `y` means regression (MSE on a
+single-output model); integer `y` holds class indices (cross-entropy). To keep a crash or an
+OOM away from the daemon, run it through `correctors.training.worker.fine_tune_in_worker`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from correctors.settings import CorrectionConfig
+
+
+@dataclass
+class FineTuneResult:
+    model: nn.Module
+    device: str
+    epochs_run: int
+    best_epoch: int
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped_by: str = "epochs"  # "early_stopping" | "epochs" | "time_budget"
+    trainable_params: int = 0  # scalar parameters trained
+    frozen_params: int = 0  # scalar parameters left as the champion had them
+    worker: bool = False  # trained in a worker process
+    worker_seconds: float | None = None  # wall time in the parent, spawn included
+
+    def summary(self) -> dict:
+        out = {
+            "device": self.device,
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "stopped_by": self.stopped_by,
+            "trainable_params": self.trainable_params,
+            "frozen_params": self.frozen_params,
+            "train_loss": [round(v, 5) for v in self.train_loss],
+            "val_loss": [round(v, 5) for v in self.val_loss],
+            "seconds": round(self.seconds, 3),
+            "worker": self.worker,
+        }
+        if self.worker_seconds is not None:
+            out["worker_seconds"] = round(self.worker_seconds, 3)
+        return out
+
+
+def _under(name: str, prefix: str) -> bool:
+    """`net.4` covers `net.4` and `net.4.weight`, never `net.40.weight`."""
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def _apply_trainable(model: nn.Module, prefixes: list[str] | None) -> list[nn.Module]:
+    """Freeze what `prefixes` leaves out; return the frozen leaf modules holding buffers.
+
+    Those (batch-norm and the like) are kept in eval mode while training, so a frozen layer
+    stays bit-identical, running statistics included.
+    """
+    if prefixes is None:
+        return []
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(_under(name, prefix) for name in names):
+            shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
+            raise ValueError(
+                f"correction.trainable: {prefix!r} matches no parameter of the model "
+                f"(parameters: {shown})"
+            )
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(_under(name, p) for p in prefixes))
+    frozen = []
+    for name, module in model.named_modules():
+        if next(module.children(), None) is not None:
+            continue
+        if next(module.buffers(recurse=False), None) is None:
+            continue
+        if any(_under(name, p) for p in prefixes):
+            continue
+        if any(p.requires_grad for p in module.parameters(recurse=False)):
+            continue
+        frozen.append(module)
+    return frozen
+
+
+def fine_tune(
+    champion: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    settings: CorrectionConfig,
+    on_epoch=None,
+) -> FineTuneResult:
+    """Train a deep copy of `champion` on (x, y); the champion is untouched.
+
+    `y` holds class indices (cross-entropy on logits) or, when it is a float array, regression
+    targets (MSE on `model(x).squeeze(-1)`, so the model must have one output). The recorded
+    train loss is the data loss, without the L2-SP term, so it compares with the val loss.
+    Same seed, data and device: identical weights.
+    """
+    started = time.perf_counter()
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = copy.deepcopy(champion).to(device).train()
+    grad_flags = [p.requires_grad for p in model.parameters()]
+    frozen_modules = _apply_trainable(model, settings.trainable)
+    params = [p for p in model.parameters() if p.requires_grad]
+    n_trainable = sum(p.numel() for p in params)
+    n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    anchors = [p.detach().clone() for p in params] if settings.l2_sp > 0 else []
+
+    order = rng.permutation(len(x))
+    n_val = max(1, int(len(x) * settings.early_stopping_fraction))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    xt = torch.from_numpy(x).float().to(device)
+    regression = np.asarray(y).dtype.kind == "f"
+    if regression:
+        yt = torch.from_numpy(y).float().to(device)
+        mse = nn.MSELoss()
+
+        def loss_fn(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            out = out.squeeze(-1)
+            if out.shape != target.shape:
+                raise ValueError(
+                    f"regression (float y) needs a single-output model: output shape "
+                    f"{tuple(out.shape)} for {len(target)} targets"
+                )
+            return mse(out, target)
+    else:
+        yt = torch.from_numpy(y).long().to(device)
+        loss_fn = nn.CrossEntropyLoss()
+    if settings.weight_decay > 0:
+        optimiser = torch.optim.AdamW(
+            params, lr=settings.learning_rate, weight_decay=settings.weight_decay
+        )
+    else:
+        optimiser = torch.optim.Adam(params, lr=settings.learning_rate)
+    generator = torch.Generator(device="cpu").manual_seed(settings.seed)
+
+    best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
+    result = FineTuneResult(
+        model=model,
+        device=device,
+        epochs_run=0,
+        best_epoch=0,
+        trainable_params=n_trainable,
+        frozen_params=n_frozen,
+    )
+    train_tensor = torch.from_numpy(train_idx)
+    for epoch in range(1, settings.epochs + 1):
+        model.train()
+        for module in frozen_modules:
+            module.eval()
+        perm = train_tensor[torch.randperm(len(train_tensor), generator=generator)]
+        total, seen = 0.0, 0
+        for start in range(0, len(perm), settings.batch_size):
+            batch = perm[start : start + settings.batch_size].to(device)
+            optimiser.zero_grad()
+            loss = loss_fn(model(xt[batch]), yt[batch])
+            objective = loss
+            if anchors:
+                pull = sum(((p - p0) ** 2).sum() for p, p0 in zip(params, anchors, strict=True))
+                objective = loss + settings.l2_sp * pull
+            objective.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(batch)
+            seen += len(batch)
+        model.eval()
+        with torch.no_grad():
+            val = float(loss_fn(model(xt[val_idx]), yt[val_idx]))
+        result.train_loss.append(total / max(1, seen))
+        result.val_loss.append(val)
+        result.epochs_run = epoch
+        if on_epoch is not None:
+            on_epoch(epoch, result.train_loss[-1], val)
+        if val < best_loss - 1e-5:
+            best_loss, best_epoch, stale = val, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= settings.patience:
+                result.stopped_by = "early_stopping"
+                break
+        if epoch < settings.epochs and time.perf_counter() - started >= settings.time_budget_s:
+            result.stopped_by = "time_budget"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    for param, flag in zip(model.parameters(), grad_flags, strict=True):
+        param.requires_grad_(flag)
+    result.best_epoch = best_epoch
+    result.model = model.cpu().eval()
+    result.seconds = time.perf_counter() - started
+    return result

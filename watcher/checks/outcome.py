@@ -1,0 +1,90 @@
+"""What a check produces (`CheckOutcome`), the reference side it compares with (`Baseline`),
+and the frame helpers every check kind shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from watcher.checks.calibration import Calibration
+from watcher.config import ModelConfig
+
+log = structlog.get_logger("warden.detection")
+
+
+KINDS = ("drift", "error", "bias")
+GROUP_PREFIX = "groups."
+
+
+@dataclass
+class CheckOutcome:
+    """One check's verdict and figures; a failed one becomes (or updates) an incident."""
+
+    kind: str  # "drift" | "error" | "bias"
+    version: str
+    passed: bool
+    rows: int
+    labelled_rows: int = 0
+    skipped_reason: str | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+    severity: str = "info"
+    report_path: Path | None = None
+    seq_range: tuple[int | None, int | None] = (None, None)
+    duration_s: float = 0.0
+    flagged_ids: list[str] = field(default_factory=list)
+
+    def skip(self, reason: str) -> CheckOutcome:
+        self.skipped_reason = reason
+        return self
+
+
+@dataclass
+class Baseline:
+    """The reference side for one serving version, computed once."""
+
+    frame: pd.DataFrame  # features, `prediction` by the serving version, `target`, groups.*
+    quality: dict[str, float]
+    source: str
+    edges: dict[str, np.ndarray]
+    calibrations: dict[tuple[str, int], Calibration] = field(default_factory=dict)
+
+
+def with_group_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Flatten the `groups` dicts of stored predictions into `groups.<attribute>` columns."""
+    if frame.empty or "groups" not in frame:
+        return frame
+    groups = pd.DataFrame.from_records(
+        [g if isinstance(g, dict) else {} for g in frame["groups"]], index=frame.index
+    )
+    for attribute in groups:
+        frame[GROUP_PREFIX + str(attribute)] = groups[attribute]
+    return frame
+
+
+def reference_group_columns(frame: pd.DataFrame, cfg: ModelConfig) -> list[str]:
+    """Group attributes the reference carries: the configured ones, or else every column that
+    is neither a feature nor the label and looks categorical (≤ 50 values)."""
+    if cfg.checks.group_attributes is not None:
+        return [a for a in cfg.checks.group_attributes if a in frame]
+    skip = {*cfg.features, cfg.label_column, "label"}
+    return [c for c in frame.columns if c not in skip and frame[c].nunique() <= 50]
+
+
+def seq_range(frame: pd.DataFrame) -> tuple[int | None, int | None]:
+    if frame.empty:
+        return (None, None)
+    return int(frame["seq"].min()), int(frame["seq"].max())
+
+
+def is_error(frame: pd.DataFrame, task: str, base: Baseline) -> pd.Series:
+    """Misclassified, or (regression) an absolute error above twice the reference MAE."""
+    if task == "regression":
+        err = (pd.to_numeric(frame["prediction"]) - pd.to_numeric(frame["target"])).abs()
+        return err > 2 * base.quality["mae"]
+    return frame["prediction"].astype(str) != frame["target"].astype(str)

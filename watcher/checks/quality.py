@@ -1,0 +1,196 @@
+"""Model quality with Evidently, overall and per group.
+
+Classification: accuracy, precision, recall, F1 (positive class = the last class), per class
+precision/recall/F1, and the selection rate (share predicted positive). Regression: MAE, RMSE,
+R². Per group, one Evidently Dataset per group value: `GroupBy` returns the overall value for
+every group in evidently 0.7.23 (see shared/NOTES-libraries.md). `direct_quality` computes the
+headline figures with numpy: calibration uses it (cheap, many rounds) and tests compare the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from watcher.checks.drift import definition
+
+HEADLINE = {"classification": "accuracy", "regression": "mae"}
+LOWER_IS_BETTER = {"mae", "rmse"}
+
+
+@dataclass
+class QualityResult:
+    figures: dict[str, Any]
+    snapshot: Any
+
+
+def _task_definition(task: str, classes: list[str], numeric: list[str], categorical: list[str]):
+    from evidently import BinaryClassification, MulticlassClassification, Regression
+
+    if task == "regression":
+        return definition(
+            [*numeric, "target", "prediction"],
+            categorical,
+            regression=[Regression(target="target", prediction="prediction")],
+        )
+    if len(classes) == 2:
+        task_def = BinaryClassification(
+            target="target", prediction_labels="prediction", pos_label=classes[-1]
+        )
+    else:
+        task_def = MulticlassClassification(target="target", prediction_labels="prediction")
+    return definition(numeric, [*categorical, "prediction", "target"], classification=[task_def])
+
+
+def _metrics(task: str, per_group: bool = False):
+    """Every figure for the window; only what the gaps need for each group (cheaper)."""
+    from evidently import metrics as m
+
+    if task == "regression":
+        return [m.MAE()] if per_group else [m.MAE(), m.RMSE(), m.R2Score()]
+    if per_group:
+        return [m.Accuracy(), m.Recall(), m.UniqueValueCount(column="prediction")]
+    return [
+        m.Accuracy(),
+        m.Precision(),
+        m.Recall(),
+        m.F1Score(),
+        m.PrecisionByLabel(),
+        m.RecallByLabel(),
+        m.F1ByLabel(),
+        m.UniqueValueCount(column="prediction"),
+    ]
+
+
+def _read(snapshot_dict: dict, positive: str | None) -> dict[str, Any]:
+    names = {
+        "Accuracy": "accuracy",
+        "Precision": "precision",
+        "Recall": "recall",
+        "F1Score": "f1",
+        "PrecisionByLabel": "precision_by_class",
+        "RecallByLabel": "recall_by_class",
+        "F1ByLabel": "f1_by_class",
+        "MAE": "mae",
+        "RMSE": "rmse",
+        "R2Score": "r2",
+    }
+    out: dict[str, Any] = {}
+    for metric in snapshot_dict["metrics"]:
+        kind = metric["metric_name"].split("(")[0]
+        value = metric["value"]
+        if kind == "UniqueValueCount":
+            out["selection_rate"] = float(value["shares"].get(positive, 0.0))
+        elif kind == "MAE":
+            out["mae"] = float(value["mean"])
+        elif kind in names and isinstance(value, dict):
+            out[names[kind]] = {str(k): float(v) for k, v in value.items()}
+        elif kind in names:
+            out[names[kind]] = float(value)
+    return out
+
+
+def frame_for_quality(frame: pd.DataFrame, task: str) -> pd.DataFrame:
+    """`target` and `prediction` typed the way Evidently needs them for the task."""
+    out = pd.DataFrame(index=frame.index)
+    if task == "regression":
+        out["target"] = pd.to_numeric(frame["target"], errors="coerce")
+        out["prediction"] = pd.to_numeric(frame["prediction"], errors="coerce")
+        return out.dropna()
+    out["target"] = frame["target"].astype(str)
+    out["prediction"] = frame["prediction"].astype(str)
+    return out
+
+
+def evidently_quality(
+    frame: pd.DataFrame, task: str, classes: list[str], per_group: bool = False
+) -> QualityResult:
+    """Quality of one labelled frame (columns `target`, `prediction`) with Evidently."""
+    from evidently import Dataset, Report
+
+    data = frame_for_quality(frame, task)
+    defn = _task_definition(task, classes, [], [])
+    metrics = _metrics(task, per_group)
+    snapshot = Report(metrics).run(Dataset.from_pandas(data, data_definition=defn), None)
+    positive = classes[-1] if task == "classification" and classes else None
+    return QualityResult(_read(snapshot.dict(), positive), snapshot)
+
+
+def direct_quality(frame: pd.DataFrame, task: str, classes: list[str]) -> dict[str, float]:
+    """The headline figures computed straight with numpy (no Evidently)."""
+    data = frame_for_quality(frame, task)
+    if task == "regression":
+        err = data["prediction"].to_numpy() - data["target"].to_numpy()
+        target = data["target"].to_numpy()
+        ss_tot = float(((target - target.mean()) ** 2).sum())
+        return {
+            "mae": float(np.abs(err).mean()),
+            "rmse": float(np.sqrt((err**2).mean())),
+            "r2": 1.0 - float((err**2).sum()) / ss_tot if ss_tot else 0.0,
+        }
+    target, pred = data["target"].to_numpy(), data["prediction"].to_numpy()
+    positive = classes[-1]
+    actual_pos = target == positive
+    return {
+        "accuracy": float((target == pred).mean()),
+        "selection_rate": float((pred == positive).mean()),
+        "tpr": float((pred[actual_pos] == positive).mean()) if actual_pos.any() else float("nan"),
+    }
+
+
+def group_quality(
+    frame: pd.DataFrame, attribute: str, task: str, classes: list[str], min_rows: int
+) -> dict[str, dict[str, float]]:
+    """Per group value of `attribute` (a column of `frame`): rows and quality, with Evidently.
+
+    For classification: accuracy, tpr (recall of the positive class) and selection_rate; for
+    regression: mae. Groups under `min_rows` are reported with `judged: False`."""
+    out: dict[str, dict[str, float]] = {}
+    values = frame[attribute].dropna()
+    for value, part in frame.loc[values.index].groupby(values.astype(str), sort=True):
+        figures: dict[str, Any] = {"rows": len(part), "judged": len(part) >= min_rows}
+        got = evidently_quality(part, task, classes, per_group=True).figures
+        if task == "regression":
+            figures["mae"] = got["mae"]
+        else:
+            figures["accuracy"] = got["accuracy"]
+            figures["tpr"] = got.get("recall", float("nan"))
+            figures["selection_rate"] = got.get("selection_rate", 0.0)
+        out[str(value)] = figures
+    return out
+
+
+GAPS = {
+    "classification": {
+        "demographic_parity_difference": "selection_rate",
+        "equal_opportunity_difference": "tpr",
+        "accuracy_gap": "accuracy",
+    },
+    "regression": {"mae_gap": "mae"},
+}
+
+
+def gaps(groups: dict[str, dict[str, float]], task: str) -> dict[str, dict[str, Any]]:
+    """Largest minus smallest value across the judged groups, for each gap, with the groups
+    at both ends; the disadvantaged group is the one with the worse value."""
+    judged = {g: f for g, f in groups.items() if f.get("judged")}
+    out: dict[str, dict[str, Any]] = {}
+    for gap, figure in GAPS[task].items():
+        values = {g: f[figure] for g, f in judged.items() if not np.isnan(f.get(figure, np.nan))}
+        if len(values) < 2:
+            continue
+        low = min(values, key=values.get)
+        high = max(values, key=values.get)
+        worse = high if figure in LOWER_IS_BETTER else low
+        if figure == "selection_rate":  # no better or worse: report the less selected group
+            worse = low
+        out[gap] = {
+            "value": float(values[high] - values[low]),
+            "low_group": low,
+            "high_group": high,
+            "disadvantaged": worse,
+        }
+    return out

@@ -1,0 +1,203 @@
+"""Correction orchestration: when open incidents have enough labelled errors, train a
+candidate (in the worker process), then reject it, await approval, or swap it in."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import structlog
+
+from correctors.pipeline import TrainingFailed, train_candidate
+from correctors.swap import await_approval, swap
+from correctors.training.dataset import NothingToCorrect
+from storage.db import session_scope
+from storage.queries import recent_window
+from storage.tables import Candidate
+from watcher.alerts.message import build_alert
+from watcher.checks.incidents import (
+    MAX_CORRECTION_ATTEMPTS,
+    mark_covered,
+    mark_for_retry,
+    open_incidents,
+)
+from watcher.config import ModelConfig
+
+if TYPE_CHECKING:
+    from watcher.daemon.service import Daemon
+
+log = structlog.get_logger("warden.daemon")
+
+
+class Corrections:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def next_action(self, name: str, model: ModelConfig) -> str:
+        """What an incident's alert says happens next."""
+        if not model.correction.enabled:
+            return "nothing: correction is disabled for this model"
+        errors = self.labelled_errors(name, model)
+        if errors >= model.correction.min_flagged:
+            return f"correction started ({errors} labelled errors to learn from)"
+        return (
+            f"correction waits for labels: {errors} of {model.correction.min_flagged} labelled "
+            "errors so far"
+        )
+
+    def labelled_errors(self, name: str, model: ModelConfig, window=None) -> int:
+        """Labelled rows the serving version got wrong (regression: |error| above twice the
+        reference MAE), the material a correction learns from; reads the labelled window
+        unless the caller already has it."""
+        d = self.daemon
+        active = d.registry.active(name)
+        if window is None:
+            window = recent_window(d.engine, name, model.checks.window, labelled_only=True)
+        served = window[window["model_version"] == active]
+        if model.task == "regression":
+            mae = d.registry.card(name, active).get("baseline", {}).get("mae", 0.0)
+            error = pd.to_numeric(served["prediction"]) - pd.to_numeric(served["label"])
+            return int((error.abs() > 2 * mae).sum())
+        return int((served["prediction"].astype(str) != served["label"].astype(str)).sum())
+
+    def maybe_correct(self, name: str, model: ModelConfig) -> None:
+        d = self.daemon
+        if not model.correction.enabled:
+            return
+        incidents = open_incidents(d.engine, name, uncovered=True)
+        if not incidents:
+            return
+        window = recent_window(d.engine, name, model.checks.window, labelled_only=True)
+        errors = self.labelled_errors(name, model, window)
+        if errors < model.correction.min_flagged:
+            log.info(
+                "correction_waiting",
+                model=name,
+                labelled_errors=errors,
+                needed=model.correction.min_flagged,
+            )
+            return
+        drifted = sorted(
+            {
+                c
+                for i in incidents
+                if i.kind == "drift"
+                for c in i.figures.get("drifted_columns", [])
+            }
+        )
+        primary = next((i for i in incidents if i.kind == "error"), incidents[0])
+        log.info(
+            "correction_started",
+            model=name,
+            incident=primary.id,
+            labelled_rows=len(window),
+            labelled_errors=errors,
+            drifted_columns=drifted,
+        )
+        try:
+            cand = train_candidate(
+                d.engine,
+                d.registry,
+                name,
+                model,
+                model.correction,
+                window,
+                incident_id=primary.id,
+                drifted_columns=drifted,
+                on_epoch=d.on_epoch,
+                flagged_ids={i for inc in incidents for i in (inc.flagged_ids or [])},
+                focus_group=focus_group(incidents),
+            )
+        except NothingToCorrect as exc:
+            log.info("correction_skipped", model=name, reason=str(exc))
+            return
+        except TrainingFailed as exc:  # the worker died, not us: retry at a later round
+            attempts = mark_for_retry(d.engine, [i.id for i in incidents], str(exc))
+            log.error("correction_failed", model=name, reason=str(exc), attempts=attempts)
+            d.send_alert(
+                build_alert(
+                    "correction_failed",
+                    name,
+                    incident_id=primary.id,
+                    severity="high",
+                    summary=f"training failed: {exc}",
+                    next_action=(
+                        f"retrying at the next check round (attempt {attempts} of "
+                        f"{MAX_CORRECTION_ATTEMPTS})"
+                        if attempts < MAX_CORRECTION_ATTEMPTS
+                        else "no more automatic retries: check correction budgets and the log"
+                    ),
+                )
+            )
+            return
+        mark_covered(d.engine, [i.id for i in incidents], cand.id)
+        log.info(
+            "candidate_result",
+            model=name,
+            candidate=cand.id,
+            status=cand.status,
+            reasons=cand.verdict.get("reasons"),
+        )
+        self._decide(name, model, cand, primary.id)
+
+    def _decide(self, name: str, model: ModelConfig, cand: Candidate, incident_id: str) -> None:
+        """A rejected candidate is reported; a validated one is swapped (auto) or awaits."""
+        d = self.daemon
+        metrics = {"champion": cand.champion_metrics, "candidate": cand.candidate_metrics}
+        if cand.status != "validated":
+            d.send_alert(
+                build_alert(
+                    "candidate_rejected",
+                    name,
+                    candidate_id=cand.id,
+                    incident_id=incident_id,
+                    reasons=cand.verdict.get("reasons"),
+                    metrics=metrics,
+                    next_action="nothing: the champion keeps serving",
+                )
+            )
+        elif model.approval.mode == "auto":
+            self.swap(cand.id, actor="daemon")
+        else:
+            await_approval(d.engine, cand.id)
+            d.send_alert(
+                build_alert(
+                    "awaiting_approval",
+                    name,
+                    candidate_id=cand.id,
+                    incident_id=incident_id,
+                    reasons=cand.verdict.get("reasons"),
+                    metrics=metrics,
+                    next_action=f'add "{cand.id}" to models.{name}.approval.approved in '
+                    f"{d.config_path} to swap it in",
+                )
+            )
+
+    def swap(self, candidate_id: str, *, actor: str) -> None:
+        d = self.daemon
+        with session_scope(d.engine) as session:
+            model_name = session.get(Candidate, candidate_id).model
+        model = d.cfg.models.get(model_name)
+        watch = model.approval.watch_checks if model is not None else 0
+        cand = swap(d.engine, d.registry, candidate_id, actor=actor, watch_checks=watch)
+        log.info("swapped", model=cand.model, candidate=cand.id, version=cand.version, actor=actor)
+        d.send_alert(
+            build_alert(
+                "swapped",
+                cand.model,
+                candidate_id=cand.id,
+                version=cand.version,
+                actor=actor,
+                next_action=f"serving {cand.version}; `warden rollback {cand.model}` restores the "
+                "previous version",
+            )
+        )
+
+
+def focus_group(incidents) -> tuple[str, str] | None:
+    """The disadvantaged group of the worst open bias incident, for the corrector to target."""
+    for incident in incidents:
+        failures = (incident.figures or {}).get("failures") if incident.kind == "bias" else None
+        if failures:
+            return failures[0]["attribute"], str(failures[0]["disadvantaged"])
+    return None

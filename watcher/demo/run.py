@@ -1,0 +1,380 @@
+"""`warden demo`: the whole loop on embedded defaults, visibly, in a few minutes.
+
+Embedded Tansu broker, a SQLite file and a registry under the demo folder, a built-in MLP
+trained on generated credit data, served with onnxruntime; normal traffic, then a covariate +
+concept shift. The daemon (the same class `warden run` starts) detects, alerts, fine-tunes,
+validates and swaps; the demo then measures accuracy on shifted traffic before and after.
+"""
+
+from __future__ import annotations
+
+import collections
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from correctors.models.encoding import FeatureEncoder
+from correctors.models.runtime import OnnxModel
+from correctors.settings import CorrectionConfig
+from correctors.training.finetune import fine_tune
+from correctors.zoo import mlp_classifier
+from storage.tables import Event
+from watcher import logs
+from watcher.daemon.service import Daemon, wait_for
+from watcher.daemon.status import render_status
+from watcher.demo.credit import (
+    CATEGORICAL,
+    NORMAL,
+    NUMERIC,
+    SHIFTED,
+    Shift,
+    generate,
+    prediction_messages,
+)
+from watcher.kafka.broker import EmbeddedBroker
+from watcher.kafka.clients import make_producer
+from watcher.kafka.wire import encode
+from watcher.serving.active import ActiveModel
+
+MODEL = "credit"
+CONFIG_TEMPLATE = """\
+# Written by `warden demo`. Edit and run `warden run --config {config}` to keep it going.
+[kafka]
+bootstrap_servers = "{bootstrap}"
+group_id = "warden-demo"
+
+[storage]
+url = "sqlite:///warden.db"
+registry = "registry"
+reports = "reports"
+
+[alerts]
+log = true
+kafka = true
+
+[http]
+port = 0  # any free port; the daemon logs the address (9464 is the production default)
+
+[models.{model}]
+factory = "correctors.zoo:mlp_classifier"
+factory_kwargs = {{ n_inputs = {n_inputs}, n_classes = 2 }}
+weights = "initial-weights.pt"
+reference = "reference.csv"
+label_column = "label"
+numeric_features = {numeric}
+categorical_features = {categorical}
+
+[models.{model}.checks]
+interval_seconds = {interval}
+window = 1500
+min_rows = 300
+min_labelled = 200
+drift_share = 0.2
+max_accuracy_drop = 0.05
+
+[models.{model}.correction]
+enabled = true
+min_flagged = 300
+
+[models.{model}.approval]
+mode = "{mode}"
+approved = []
+"""
+
+
+@dataclass
+class Tally:
+    """Accuracy of served predictions per (phase, version), from the generator's true labels."""
+
+    correct: dict = field(default_factory=lambda: collections.defaultdict(int))
+    total: dict = field(default_factory=lambda: collections.defaultdict(int))
+
+    def add(self, phase: str, version: str, hits: int, n: int) -> None:
+        self.correct[(phase, version)] += hits
+        self.total[(phase, version)] += n
+
+    def accuracy(self, phase: str, version: str) -> float | None:
+        n = self.total.get((phase, version), 0)
+        return self.correct[(phase, version)] / n if n else None
+
+
+class Traffic:
+    """The serving side: scores rows with the ACTIVE model, logs predictions, labels later."""
+
+    def __init__(self, bootstrap_cfg, server: ActiveModel, label_delay_s: float) -> None:
+        self.producer = make_producer(bootstrap_cfg)
+        self.server, self.delay = server, label_delay_s
+        self.pending: collections.deque = collections.deque()
+        self.tally = Tally()
+        self.sent = 0
+
+    def stream(
+        self,
+        phase: str,
+        shift: Shift,
+        rows: int,
+        rate: float,
+        seed: int,
+        until=None,
+        batch: int = 50,
+    ) -> None:
+        frame = generate(rows, shift, seed=seed)
+        for start in range(0, rows, batch):
+            if until is not None and until():
+                break
+            chunk = frame.iloc[start : start + batch]
+            version, preds, scores = self.server.predict(chunk)
+            msgs = prediction_messages(chunk, MODEL, version, preds, scores)
+            for msg in msgs:
+                self.producer.send(
+                    "predictions", key=msg["prediction_id"].encode(), value=encode(msg)
+                )
+            truth = chunk["label"].to_numpy()
+            hits = int((np.array(preds).astype(int) == truth).sum())
+            self.tally.add(phase, version, hits, len(chunk))
+            due = time.monotonic() + self.delay
+            labels = [(m["prediction_id"], int(t)) for m, t in zip(msgs, truth, strict=True)]
+            self.pending.append((due, labels))
+            self.sent += len(chunk)
+            self.flush_labels()
+            time.sleep(batch / rate)
+
+    def flush_labels(self, force: bool = False) -> None:
+        now = time.monotonic()
+        while self.pending and (force or self.pending[0][0] <= now):
+            _, labels = self.pending.popleft()
+            for pid, label in labels:
+                self.producer.send(
+                    "labels", key=pid.encode(), value=encode({"prediction_id": pid, "label": label})
+                )
+        self.producer.flush()
+
+
+def write_config(
+    folder: Path,
+    bootstrap: str,
+    n_inputs: int,
+    *,
+    interval: float = 3,
+    mode: str = "auto",
+    group_id: str = "warden-demo",
+) -> Path:
+    """The demo's config file (the tests write theirs the same way)."""
+    config = folder / "warden.toml"
+    text = (
+        CONFIG_TEMPLATE.format(
+            config=config,
+            bootstrap=bootstrap,
+            model=MODEL,
+            n_inputs=n_inputs,
+            numeric=NUMERIC,
+            categorical=CATEGORICAL,
+            interval=interval,
+            mode=mode,
+        )
+        .replace("'", '"')
+        .replace('group_id = "warden-demo"', f'group_id = "{group_id}"')
+    )
+    config.write_text(text)
+    return config
+
+
+def train_initial_model(folder: Path, console: Console) -> int:
+    # The reference is held-out labelled data, not the training set: figures calibrated on
+    # the model's own training rows would be optimistic and make clean traffic look worse.
+    generate(4000, NORMAL, seed=0).to_csv(folder / "reference.csv", index=False)
+    training = generate(4000, NORMAL, seed=100)
+    encoder = FeatureEncoder.fit(training, NUMERIC, CATEGORICAL)
+    torch.manual_seed(0)
+    model = mlp_classifier(encoder.width, 2)
+    with console.status("training the built-in credit-risk MLP on 4,000 generated rows…"):
+        result = fine_tune(
+            model,
+            encoder.transform(training),
+            training["label"].to_numpy(),
+            CorrectionConfig(epochs=40, patience=5, seed=0),
+        )
+    torch.save(result.model.state_dict(), folder / "initial-weights.pt")
+    console.print(
+        f"  trained in {result.seconds:.1f}s ({result.epochs_run} epochs), "
+        f"validation loss {min(result.val_loss):.3f}"
+    )
+    return encoder.width
+
+
+NARRATIVE = {
+    "model_registered": "registered {subject} (reference accuracy {reference_accuracy:.3f})",
+    "activated": "ACTIVE → {subject}",
+    "incident_opened": "[bold red]incident #{subject}[/] {incident_kind} ({severity}): {summary}\n"
+    "      report: {report}",
+    "candidate_training": "fine-tuning {subject}: {flagged_total} flagged rows "
+    "({flagged_misclassified} misclassified, {flagged_drift_region} in the "
+    "drifted region) + {replay_rows} replayed reference rows",
+    "candidate_validated": "[bold green]{subject} validated[/]: {reasons_text}",
+    "candidate_rejected": "[yellow]{subject} rejected[/]: {reasons_text}",
+    "awaiting_approval": "{subject} awaits approval in the config file",
+    "swapped": "[bold green]swapped[/] {previous_version} → {version} (actor {actor})",
+    "incident_resolved": "incident #{subject} resolved",
+}
+
+
+def _narrate(console: Console, engine, last_id: int) -> tuple[int, list[Event]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(Event).where(Event.id > last_id).order_by(Event.id)).all()
+    events = []
+    for row in rows:
+        event = Event(**row._mapping)
+        events.append(event)
+        last_id = max(last_id, event.id)
+        template = NARRATIVE.get(event.kind)
+        if template is None:
+            continue
+        detail = {**event.detail, "subject": event.subject, "actor": event.actor}
+        detail["reasons_text"] = "; ".join(event.detail.get("reasons", []))
+        try:
+            console.print(f"  [dim]{event.ts:%H:%M:%S}[/] " + template.format(**detail))
+        except (KeyError, ValueError):
+            console.print(f"  [dim]{event.ts:%H:%M:%S}[/] {event.kind} {event.subject}")
+    return last_id, events
+
+
+def run_demo(
+    folder: Path,
+    *,
+    rate: float = 400.0,
+    normal_rows: int = 3000,
+    timeout_s: float = 300.0,
+    mode: str = "auto",
+    console: Console | None = None,
+) -> int:
+    console = console or Console()
+    started = time.monotonic()
+    folder = folder.resolve()
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    console.rule("[bold]model-warden demo")
+    console.print(f"working folder: {folder}")
+    broker = EmbeddedBroker(log_path=folder / "broker.log").start()
+    console.print(f"embedded Kafka-compatible broker (Tansu) on {broker.bootstrap}")
+    daemon = None
+    try:
+        n_inputs = train_initial_model(folder, console)
+        config = folder / "warden.toml"
+        config.write_text(
+            CONFIG_TEMPLATE.format(
+                config=config,
+                bootstrap=broker.bootstrap,
+                model=MODEL,
+                n_inputs=n_inputs,
+                numeric=NUMERIC,
+                categorical=CATEGORICAL,
+                interval=3,
+                mode=mode,
+            ).replace("'", '"')
+        )
+        log_file = (folder / "warden.log").open("w")
+        logs.configure(json_lines=True, stream=log_file)
+        console.print(f"config: {config}\ndaemon log (JSON lines): {folder / 'warden.log'}")
+
+        def on_epoch(epoch: int, train: float, val: float) -> None:
+            console.print(f"      epoch {epoch:2d}  train loss {train:.3f}  val loss {val:.3f}")
+
+        daemon = Daemon(config, on_epoch=on_epoch)
+        with console.status("starting the daemon (registers v1, exports ONNX)…"):
+            daemon.start()
+        server = ActiveModel(daemon.registry, MODEL)
+        traffic = Traffic(daemon.cfg.kafka, server, label_delay_s=2.0)
+        last_event, _ = _narrate(console, daemon.engine, 0)
+
+        state = {"swapped": False, "events": []}
+
+        def narrator() -> None:
+            nonlocal last_event
+            while not state.get("done"):
+                last_event, events = _narrate(console, daemon.engine, last_event)
+                state["events"].extend(events)
+                if any(e.kind == "swapped" for e in events):
+                    state["swapped"] = True
+                time.sleep(0.3)
+
+        thread = threading.Thread(target=narrator, daemon=True)
+        thread.start()
+        console.rule(f"phase 1: {normal_rows} predictions of normal traffic at ~{rate:.0f}/s")
+        traffic.stream("normal", NORMAL, normal_rows, rate, seed=1)
+        console.rule(
+            "phase 2: shifted traffic (utilisation ↑, income ↓, new rule for "
+            "high utilisation) until the daemon swaps"
+        )
+        deadline = time.monotonic() + timeout_s
+        while not state["swapped"] and time.monotonic() < deadline:
+            traffic.stream(
+                "shifted",
+                SHIFTED,
+                1000,
+                rate,
+                seed=int(time.time()),
+                until=lambda: state["swapped"] or time.monotonic() > deadline,
+            )
+        if state["swapped"]:
+            wait_for(lambda: server.current().version != "v1", 10)
+            console.rule("phase 3: shifted traffic served by the corrected model")
+            traffic.stream("after", SHIFTED, 1500, rate, seed=7)
+        traffic.flush_labels(force=True)
+        time.sleep(1.0)
+        state["done"] = True
+        thread.join(timeout=5)
+        return _conclude(console, daemon, traffic, state, started, folder, config)
+    finally:
+        if daemon is not None:
+            daemon.shutdown()
+        broker.stop()
+
+
+def _conclude(console, daemon, traffic, state, started, folder, config) -> int:
+    registry = daemon.registry
+    new_version = registry.active(MODEL)
+    evaluation = generate(3000, SHIFTED, seed=999)
+    table = Table(title="Accuracy on shifted traffic")
+    table.add_column("model")
+    table.add_column("live, while serving")
+    table.add_column("fixed evaluation set (3,000 shifted rows)")
+    scores = {}
+    for version in dict.fromkeys(["v1", new_version]):
+        served = OnnxModel.load(registry, MODEL, version)
+        preds, _ = served.predict(evaluation)
+        scores[version] = float((np.array(preds).astype(int) == evaluation["label"]).mean())
+        live = traffic.tally.accuracy("shifted" if version == "v1" else "after", version)
+        table.add_row(version, "-" if live is None else f"{live:.3f}", f"{scores[version]:.3f}")
+    normal_live = traffic.tally.accuracy("normal", "v1")
+    console.print(table)
+    console.print(f"v1 on normal traffic (live): {normal_live:.3f}")
+    render_status(daemon.cfg, daemon.engine, registry, console)
+    kinds = {e.kind for e in state["events"]}
+    closed = {"incident_opened", "candidate_validated", "swapped"} <= kinds
+    better = new_version != "v1" and scores[new_version] >= scores["v1"] + 0.1
+    reports = sorted((folder / "reports").rglob("*.html"))
+    if reports:
+        console.print(
+            f"Evidently HTML reports: {len(reports)} under {folder / 'reports'}; "
+            f"first: {reports[0]}"
+        )
+    console.print(
+        f"took {time.monotonic() - started:.0f}s; inspect with `warden status --config {config}`"
+    )
+    if closed and better:
+        console.print(
+            "[bold green]loop closed[/]: incident → candidate → validated → swapped, "
+            f"accuracy on shifted traffic {scores['v1']:.3f} → {scores[new_version]:.3f}"
+        )
+        return 0
+    console.print(f"[bold red]loop did not close[/]: events seen {sorted(kinds)}")
+    return 1
