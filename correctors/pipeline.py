@@ -1,4 +1,5 @@
-"""Incident → candidate: select samples, fine-tune, export, check parity, validate.
+"""Incident → candidate: select samples, train every strategy, judge them, export the best to
+ONNX, check parity, validate.
 
 The candidate row is written first (status `training`) and every later state is an update plus
 an audit event, so a crash mid-way leaves a visible trace rather than nothing.
@@ -16,9 +17,11 @@ from sqlalchemy import Engine
 from correctors.models.champion import load_champion, load_reference, register_version
 from correctors.settings import CorrectionConfig, ModelDefinition
 from correctors.training.dataset import NothingToCorrect, prepare
-from correctors.training.worker import FineTuneFailed, fine_tune_in_worker
+from correctors.training.strategies import train_strategies
+from correctors.training.worker import FineTuneFailed
+from correctors.validation.compare import judge_model, rank
 from correctors.validation.export import onnx_session, parity
-from correctors.validation.gate import evaluate, headline, judge
+from correctors.validation.gate import evaluate, headline
 from storage.audit import record_event
 from storage.db import session_scope
 from storage.registry import ModelRegistry
@@ -56,8 +59,10 @@ def train_candidate(
     on_epoch: EpochCallback | None = None,
     flagged_ids: set[str] | None = None,
     focus_group: tuple[str, str] | None = None,
+    change: dict | None = None,
 ) -> Candidate:
-    """Produce a validated or rejected candidate for `model` from a labelled window."""
+    """Produce a validated or rejected candidate for `model` from the labelled rows since the
+    change (`window`): every strategy is trained and judged, the best that passes is kept."""
     started = time.perf_counter()
     parent = registry.active(model)
     if parent is None:
@@ -99,44 +104,70 @@ def train_candidate(
         )
     try:
         try:
-            result = fine_tune_in_worker(
-                champion.torch_model,
-                prepared.train_x,
-                prepared.train_y,
-                settings,
-                on_epoch=on_epoch,
+            trained, failures = train_strategies(
+                champion.torch_model, prepared, settings, on_epoch=on_epoch
             )
         except FineTuneFailed as exc:  # the worker died: the daemon lives, the incident retries
             _finish(engine, model, candidate_id, "failed", exc.reason)
             raise TrainingFailed(exc.reason) from exc
-        summary = {**prepared.counts, "fine_tune": result.summary()}
-        champ_metrics = evaluate(champion.onnx.proba_encoded, prepared.sets, champion.task)
+        task, metric = champion.task, headline(champion.task)
+        focus = focus_group[0] if focus_group else None
+        champ_metrics = evaluate(champion.onnx.proba_encoded, prepared.sets, task)
+        ranked = rank(
+            trained,
+            champion.onnx.proba_encoded,
+            champ_metrics,
+            prepared.sets,
+            task,
+            prepared.shifted,
+            settings,
+            focus,
+        )
+        chosen = ranked[0].trained
+        strategies = [j.row(metric) for j in ranked] + failures
+        summary = {
+            **prepared.counts,
+            "change": change or {},
+            "strategy": chosen.label,
+            "strategies": strategies,
+            "fine_tune": chosen.summary,
+        }
         card = {
             "factory": champion.card["factory"],
             "factory_kwargs": champion.card["factory_kwargs"],
             "encoder": champion.encoder.to_dict(),
             "classes": champion.classes,
-            "task": champion.task,
+            "task": task,
             "parent": parent,
             "candidate_id": candidate_id,
             "incident_id": incident_id,
             "training": summary,
         }
-        onnx_path = register_version(registry, model, version, result.model, champion.encoder, card)
+        onnx_path = register_version(registry, model, version, chosen.model, champion.encoder, card)
         sample = prepared.x_win[:PARITY_ROWS]
-        max_diff = parity(result.model, onnx_path, sample, champion.task)
+        max_diff = parity(chosen.model, onnx_path, sample, task)
         served = onnx_session(onnx_path)
-        cand_metrics = evaluate(
-            lambda x: served.run(None, {"features": x})[0], prepared.sets, champion.task
+        cand_metrics, verdict = judge_model(
+            lambda x: served.run(None, {"features": x})[0],
+            champion.onnx.proba_encoded,
+            champ_metrics,
+            prepared.sets,
+            task,
+            max_diff,
+            prepared.shifted,
+            settings,
+            focus,
         )
-        verdict = judge(champ_metrics, cand_metrics, max_diff, prepared.shifted, settings)
-        metric = headline(champion.task)
+        verdict.reasons.insert(0, f"strategy {chosen.label} chosen of {len(strategies)} tried")
+        verdict.figures["strategies"] = strategies
         baseline = {
             metric: cand_metrics[f"recent_holdout_{metric}"],
             "drift_reference": {
                 "kind": "window",
                 "start_seq": prepared.window_seq[0],
                 "end_seq": prepared.window_seq[1],
+                # rows none of the strategies trained on: the quality baseline after a swap
+                "holdout_seqs": prepared.holdout_seqs,
             },
         }
         registry.write_card(

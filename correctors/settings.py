@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,10 +17,43 @@ class Strict(BaseModel):
 
 class CorrectionConfig(Strict):
     enabled: bool = True
-    min_flagged: int = Field(100, gt=0, description="labelled window rows needed to fine-tune")
-    epochs: int = Field(20, gt=0)
-    patience: int = Field(3, gt=0, description="early stopping on the held-out split")
+    min_flagged: int = Field(
+        100, gt=0, description="labelled errors since the change needed to start a correction"
+    )
+    max_rows: int = Field(
+        20000,
+        gt=0,
+        description="labelled rows since the change a correction trains and is judged on "
+        "(the newest, when more have arrived)",
+    )
+    strategies: list[Literal["fine_tune", "interpolate", "retrain"]] = Field(
+        default_factory=lambda: ["fine_tune", "interpolate", "retrain"],
+        min_length=1,
+        description="what each attempt trains; the gate picks the best candidate that passes",
+    )
+    max_attempts: int = Field(
+        5, gt=0, description="attempts per incident before a person is needed"
+    )
+    retry_growth: float = Field(
+        1.5,
+        gt=1,
+        description="another attempt once the labelled rows since the change have grown by "
+        "this factor since the last attempt ...",
+    )
+    retry_after_rows: int | None = Field(
+        None, gt=0, description="... or by this many rows, whichever comes first"
+    )
+    epochs: int = Field(200, gt=0, description="a cap: training stops when it converges")
+    patience: int = Field(
+        6, gt=0, description="epochs without a better held-out loss before stopping"
+    )
+    lr_plateau_factor: float = Field(
+        0.5, gt=0, le=1, description="the learning rate is multiplied by this on a plateau"
+    )
     learning_rate: float = Field(1e-3, gt=0)
+    retrain_learning_rate: float = Field(
+        3e-3, gt=0, description="learning rate of the retrain strategy (fresh weights)"
+    )
     batch_size: int = Field(128, gt=0)
     early_stopping_fraction: float = Field(0.2, gt=0, lt=1)
     replay_ratio: float = Field(3.0, ge=0, description="replayed reference rows per flagged row")
@@ -31,6 +65,18 @@ class CorrectionConfig(Strict):
     )
     group_gap_tolerance: float = Field(
         0.03, ge=0, description="per-group accuracy loss, and gap widening, the gate allows"
+    )
+    paired_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="a group loss or a wider gap fails only when the paired test (McNemar, "
+        "paired t) is significant at this level, Bonferroni-corrected over groups/attributes",
+    )
+    bias_gap_rule: Literal["narrower", "not_wider", "significant"] = Field(
+        "narrower",
+        description="what a candidate made for a bias incident must do to that gap: be "
+        "narrower, not be wider, or be significantly narrower (paired, p < 0.05)",
     )
     shift_confidence: float = Field(
         0.6, gt=0.5, lt=1, description="both truths this sure, and disagreeing: contradicted"
@@ -85,12 +131,55 @@ class ModelDefinition(Strict):
     classes: list[str] | None = Field(
         None, description="class names in the model's output order (default: sorted labels)"
     )
-    numeric_features: list[str] = Field(default_factory=list)
-    categorical_features: list[str] = Field(default_factory=list)
+    numeric_features: list[str] = Field(
+        default_factory=list,
+        description=(
+            "standard encoding: standardised on the reference, missing values become the mean; "
+            "raw: passed as float32, missing values as NaN"
+        ),
+    )
+    categorical_features: list[str] = Field(
+        default_factory=list,
+        description=(
+            "standard encoding: one-hot over the vocabulary plus one `<unknown>` slot for "
+            "unseen and missing values; raw: one integer code each"
+        ),
+    )
     text_features: list[str] = Field(
         default_factory=list, description="free-text columns, encoded as hashed bags of words"
     )
     text_buckets: int = Field(256, ge=8, le=65536, description="hash slots per text column")
+    encoding: Literal["standard", "raw"] = Field(
+        "standard",
+        description=(
+            "standard: numeric standardised on the reference (missing → the mean, clipped at "
+            "±5 sd), categorical one-hot plus an `<unknown>` slot; raw: numeric as float32 in "
+            "the declared order (missing → NaN), categorical as integer codes (position in the "
+            "vocabulary, unseen and missing → its length), for a model that does its own "
+            "preprocessing. Text is a hashed bag of words either way"
+        ),
+    )
+    vocabularies: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "categorical feature → its values in code order (raw: value i gets code i); "
+            "a feature left out takes the reference's values, sorted"
+        ),
+    )
+    vocabularies_file: Path | None = Field(
+        None, description="a JSON object of the same shape as `vocabularies`, from a file"
+    )
+    encoder_file: Path | None = Field(
+        None,
+        description=(
+            "a fitted encoding written by `warden model encoder --fit-on FILE --output DIR`, "
+            "used instead of fitting on the reference at the first start"
+        ),
+    )
+    python_path: list[Path] = Field(
+        default_factory=list,
+        description="folders put on `sys.path` before the factory's module is imported",
+    )
 
     @model_validator(mode="after")
     def _has_features(self):
@@ -102,6 +191,30 @@ class ModelDefinition(Strict):
             raise ValueError(f"features declared under two kinds: {sorted(overlap)}")
         return self
 
+    @model_validator(mode="after")
+    def _vocabularies(self):
+        if self.vocabularies and self.vocabularies_file is not None:
+            raise ValueError("set vocabularies or vocabularies_file, not both")
+        for column, values in self.vocabularies.items():
+            problem = vocabulary_problem(column, values, self.categorical_features)
+            if problem:
+                raise ValueError(f"vocabularies.{problem}")
+        return self
+
     @property
     def features(self) -> list[str]:
         return [*self.numeric_features, *self.categorical_features, *self.text_features]
+
+
+def vocabulary_problem(column: str, values: list, categorical: list[str]) -> str | None:
+    """Why a supplied vocabulary cannot be used (a message starting with its column), or None."""
+    if column not in categorical:
+        return f"{column}: not one of categorical_features {categorical}"
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        return f"{column}: must be a list of strings"
+    if not values:
+        return f"{column}: is empty"
+    repeated = sorted(v for v, n in Counter(values).items() if n > 1)
+    if repeated:
+        return f"{column}: values listed twice: {repeated}"
+    return None

@@ -7,6 +7,7 @@ upserting by prediction_id makes Kafka redelivery harmless.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -54,12 +55,13 @@ def write_batch(
         if predictions:
             unique = {p["prediction_id"]: p for p in predictions}
             rows = [{**p, "ingested_at": now} for p in unique.values()]
+            pending = _any_pending(conn)
             if engine.dialect.name == "postgresql":
                 new_ids = _copy_predictions(conn, rows)
+                counts.predictions = len(new_ids)
             else:
-                new_ids = _insert_predictions(conn, rows)
-            counts.predictions = len(new_ids)
-            if new_ids and _any_pending(conn):
+                counts.predictions, new_ids = _insert_predictions(conn, rows, want_ids=pending)
+            if new_ids and pending:
                 counts.labels_applied += _apply_pending(conn, new_ids, now)
         if labels:
             latest = {lab["prediction_id"]: lab["label"] for lab in labels}
@@ -88,21 +90,62 @@ def write_batch(
             counts.labels_applied += len(attach)
             counts.labels_pending = len(park)
         if dead_letters:
-            stmt = _insert(engine, DEAD).on_conflict_do_nothing(index_elements=["fingerprint"])
-            stmt = stmt.returning(DEAD.c.id)
-            rows = [{**d, "received_at": now} for d in dead_letters]
-            counts.dead_letters = len(conn.execute(stmt, rows).all())
+            counts.dead_letters = _insert_dead_letters(conn, engine, dead_letters, now)
     return counts
 
 
-def _insert_predictions(conn, rows: list[dict]) -> list[str]:
-    """SQLite: executemany INSERT … ON CONFLICT DO NOTHING RETURNING the ids really inserted."""
-    stmt = sqlite.insert(PREDICTIONS).on_conflict_do_nothing(index_elements=["prediction_id"])
-    stmt = stmt.returning(PREDICTIONS.c.prediction_id)
-    new_ids: list[str] = []
-    for chunk in _chunks(rows):
-        new_ids.extend(conn.execute(stmt, chunk).scalars())
-    return new_ids
+def _insert_dead_letters(conn, engine: Engine, dead_letters: list[dict], now) -> int:
+    """Insert the new ones; the count is of messages: a range row counts its offsets."""
+    stmt = _insert(engine, DEAD).on_conflict_do_nothing(index_elements=["fingerprint"])
+    stmt = stmt.returning(DEAD.c.offset, DEAD.c.last_offset)
+    rows = [{"last_offset": None, **d, "received_at": now} for d in dead_letters]
+    inserted = conn.execute(stmt, rows).all()
+    return sum(1 if last is None else last - first + 1 for first, last in inserted)
+
+
+def _insert_predictions(conn, rows: list[dict], *, want_ids: bool) -> tuple[int, list[str]]:
+    """SQLite: one DBAPI executemany of INSERT … ON CONFLICT DO NOTHING, with the values
+    already in the form SQLAlchemy's SQLite types would write (UTC text timestamps, JSON text).
+    SQLAlchemy's per-row bind processing cost ~3x the insert itself (bench/ingest.py).
+    Returns the number inserted and, when `want_ids` (labels are waiting), which ids are new."""
+    ids = [r["prediction_id"] for r in rows]
+    existing = _existing_ids(conn, ids) if want_ids else set()
+    cur = conn.connection.driver_connection.cursor()
+    ingested = {}  # every row of a batch has the same ingested_at: format it once
+    try:
+        inserted = 0
+        for chunk in _chunks(rows):
+            cur.executemany(_SQLITE_INSERT, [_sqlite_row(r, ingested) for r in chunk])
+            inserted += cur.rowcount
+    finally:
+        cur.close()
+    return inserted, [i for i in ids if i not in existing] if want_ids else []
+
+
+def _sqlite_ts(value: datetime | None) -> str | None:
+    """SQLAlchemy's SQLite DATETIME text: the (UTC) wall time, microseconds always written."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
+
+
+def _sqlite_row(r: dict, cache: dict) -> tuple:
+    """One row in the order of _STAGE_COLUMNS; `cache` holds timestamps shared by the batch.
+    JSON columns as SQLAlchemy's JSON type writes them (msgspec, None as the text null)."""
+    at, labelled = r["ingested_at"], r.get("labelled_at")
+    if at not in cache:
+        cache[at] = _sqlite_ts(at)
+    if labelled is not None and labelled not in cache:
+        cache[labelled] = _sqlite_ts(labelled)
+    encode = msgspec.json.encode
+    return (
+        r["prediction_id"], r["model"], r["model_version"], _sqlite_ts(r["ts"]), cache[at],
+        encode(r["features"]).decode(), r["prediction"], encode(r.get("scores")).decode(),
+        encode(r.get("groups")).decode(), r.get("label"),
+        None if labelled is None else cache[labelled],
+    )  # fmt: skip
 
 
 _STAGE_COLUMNS = (
@@ -110,6 +153,11 @@ _STAGE_COLUMNS = (
     "prediction", "scores", "groups", "label", "labelled_at",
 )  # fmt: skip
 assert set(_STAGE_COLUMNS) == {c.name for c in PREDICTIONS.columns} - {"seq"}
+_SQLITE_INSERT = (
+    f"INSERT INTO predictions ({', '.join(_STAGE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _STAGE_COLUMNS)}) "
+    "ON CONFLICT (prediction_id) DO NOTHING"
+)
 _TIMESTAMPS = {"ts", "ingested_at", "labelled_at"}
 _JSON_COLUMNS = {"features", "scores", "groups"}
 _STAGE_DDL = (

@@ -47,7 +47,9 @@ class PendingLabel(SQLModel, table=True):
 class DeadLetter(SQLModel, table=True):
     """A message that could not be stored as data, with where it came from and why.
 
-    `fingerprint` (its Kafka coordinates + payload hash) makes redelivery harmless here too."""
+    `fingerprint` (its Kafka coordinates + payload hash) makes redelivery harmless here too.
+    A record batch the Kafka client could not decode at all is one row for its whole offset
+    range, `offset`..`last_offset` (None for a single message): it counts its offsets."""
 
     __tablename__ = "dead_letters"
 
@@ -56,6 +58,7 @@ class DeadLetter(SQLModel, table=True):
     topic: str = Field(max_length=256)
     partition: int
     offset: int
+    last_offset: int | None = None
     reason: str = Field(sa_column=Column(Text, nullable=False))
     payload: str = Field(sa_column=Column(Text, nullable=False))
     received_at: datetime = Field(default_factory=utcnow)

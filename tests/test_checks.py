@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from sqlmodel import Session, select
 
 from storage.tables import CheckRun, Incident
@@ -18,6 +19,7 @@ def run_checks(cfg, engine, registry):
     return outcomes, record_outcomes(engine, MODEL, outcomes)
 
 
+@pytest.mark.slow
 def test_clean_window_opens_nothing(workdir, trained):
     _, cfg, engine, registry = setup_model(workdir, trained[1])
     store_traffic(engine, registry, 1500, NORMAL, seed=11)
@@ -27,6 +29,7 @@ def test_clean_window_opens_nothing(workdir, trained):
     assert not list((workdir / "reports").rglob("*.html"))
 
 
+@pytest.mark.slow
 def test_drifted_window_opens_one_incident_with_report(workdir, trained):
     _, cfg, engine, registry = setup_model(workdir, trained[1])
     store_traffic(engine, registry, 1500, COVARIATE_ONLY, seed=12)
@@ -60,6 +63,7 @@ def with_checks(cfg, **changes):
     return model.model_copy(update={"checks": model.checks.model_copy(update=changes)})
 
 
+@pytest.mark.slow
 def test_time_window_and_pinned_reference(workdir, trained):
     from datetime import UTC, datetime, timedelta
 

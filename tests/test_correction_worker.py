@@ -3,6 +3,7 @@ failed, and the incident stays open for a retry (up to a limit), with an alert e
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel import Session, select
 
 from storage.tables import Candidate, Event, Incident
@@ -13,6 +14,7 @@ from watcher.demo.credit import SHIFTED
 from watcher.demo.run import MODEL
 
 
+@pytest.mark.slow
 def test_worker_crash_leaves_the_daemon_running_and_the_incident_for_retry(workdir, trained):
     config, cfg, engine, registry = setup_model(workdir, trained[1])
     text = config.read_text().replace("correctors.zoo:mlp_classifier", "tests.crashy:crashing_mlp")

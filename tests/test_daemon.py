@@ -3,6 +3,7 @@ loop (`warden demo`) end to end."""
 
 import threading
 
+import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
@@ -16,6 +17,7 @@ from watcher.demo.credit import SHIFTED
 from watcher.demo.run import MODEL, run_demo
 
 
+@pytest.mark.slow
 def test_manual_approval_by_config_edit_swaps_the_named_candidate(workdir, trained, broker):
     config, cfg, engine, registry = setup_model(
         workdir, trained[1], broker.bootstrap, mode="manual", interval=60, group_id="approve"
@@ -70,6 +72,7 @@ def test_invalid_config_edit_is_refused_and_last_good_config_stays(workdir, trai
     assert rejected and "models.credit.checks.window" in rejected[0].detail["error"]
 
 
+@pytest.mark.slow
 def test_demo_closes_the_loop(tmp_path):
     from rich.console import Console
 

@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
@@ -83,6 +84,7 @@ def produce_stream(kafka_cfg, done: threading.Event) -> None:
     done.set()
 
 
+@pytest.mark.slow
 def test_kill_minus_9_mid_stream_then_restart_loses_and_duplicates_nothing(
     kafka_cfg, db_url, tmp_path
 ):
@@ -117,6 +119,7 @@ def test_kill_minus_9_mid_stream_then_restart_loses_and_duplicates_nothing(
     assert "ingest_stopped" in text and "daemon_stopped" in text
 
 
+@pytest.mark.slow
 def test_one_daemon_at_a_time_checks_a_model(workdir, trained, broker, tmp_path):
     config, cfg, engine, registry = setup_model(
         workdir, trained[1], broker.bootstrap, interval=60, group_id=f"lease-{uuid.uuid4().hex}"

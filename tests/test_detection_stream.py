@@ -101,6 +101,7 @@ def check(cfg, engine, registry, checker=None):
     )
 
 
+@pytest.mark.slow
 def test_covariate_drift_in_two_columns_is_flagged_with_them_on_top(served, kafka_cfg):
     cfg, engine, registry, producer = served
     stream_and_store(producer, kafka_cfg, registry, engine, generate(1500, COVARIATE_ONLY, seed=21))
@@ -119,6 +120,7 @@ def test_covariate_drift_in_two_columns_is_flagged_with_them_on_top(served, kafk
     assert_complete_evidently_report(incident.report_path, must_mention=["utilization", "income"])
 
 
+@pytest.mark.slow
 def test_label_flip_is_caught_by_the_error_check_not_the_drift_check(served, kafka_cfg):
     cfg, engine, registry, producer = served
     stream_and_store(producer, kafka_cfg, registry, engine, generate(1500, CONCEPT_ONLY, seed=22))
@@ -136,6 +138,7 @@ def test_label_flip_is_caught_by_the_error_check_not_the_drift_check(served, kaf
     assert len(error.flagged_ids) >= misclassified  # the errors and their slices
 
 
+@pytest.mark.slow
 def test_bias_against_one_group_is_caught_with_the_group_and_the_gap(served, kafka_cfg):
     cfg, engine, registry, producer = served
     frame = generate(1500, NORMAL, seed=23)
@@ -192,6 +195,7 @@ def stored_frame(engine) -> pd.DataFrame:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_a_clean_stream_raises_nothing_in_30_consecutive_checks(served, kafka_cfg):
     cfg, engine, registry, producer = served
@@ -229,6 +233,7 @@ def assert_complete_evidently_report(path: str, must_mention: list[str]) -> None
 
 
 # -- a daemon with a webhook -------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_webhook_gets_exactly_one_alert_per_incident_and_retries_after_500(
     workdir, trained, kafka_cfg

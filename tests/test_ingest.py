@@ -4,6 +4,7 @@ import json
 import threading
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from storage.db import make_engine
@@ -93,6 +94,7 @@ def test_bad_messages_are_dead_lettered_and_nothing_is_lost(kafka_cfg, db_url):
     assert any("schema" in r for r in reasons)
 
 
+@pytest.mark.slow
 def test_offsets_are_committed_and_redelivery_is_harmless(kafka_cfg, db_url):
     engine = make_engine(db_url)
     producer = make_producer(kafka_cfg)

@@ -503,6 +503,7 @@ def test_rows_the_database_refuses_are_isolated_and_the_partition_moves_on(kafka
 # --------------------------------------------------------------------------- 3. one group
 
 
+@pytest.mark.slow
 def test_two_intakes_in_one_group_share_the_partitions(kafka_cfg, db_url):
     total = 20_000
     every = {

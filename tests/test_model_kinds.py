@@ -27,10 +27,10 @@ from storage.db import make_engine
 from storage.queries import recent_window
 from storage.registry import ModelRegistry
 from storage.tables import Prediction
-from watcher.demo import ratings, reviews
 from watcher.checks.checker import ModelChecker
 from watcher.config import load_config
 from watcher.daemon.service import wait_for
+from watcher.demo import ratings, reviews
 from watcher.demo.credit import prediction_messages
 from watcher.intake.consumer import Ingestor
 from watcher.kafka.clients import make_producer
@@ -156,6 +156,7 @@ def stream(kafka_cfg, registry, name: str, kind: Kind, frame: pd.DataFrame) -> N
     producer.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("name", sorted(KINDS))
 def test_model_kind_end_to_end_through_the_broker(name, tmp_path, kafka_cfg):

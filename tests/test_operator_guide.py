@@ -59,38 +59,9 @@ from watcher.daemon.service import wait_for
 from watcher.kafka.broker import EmbeddedBroker, free_port
 from watcher.kafka.wire import parse_label, parse_prediction
 
-ROOT = Path(__file__).resolve().parent.parent
-GUIDE = ROOT / "docs" / "operators-guide.md"
+BYOM = "13. Bring your own model"  # run by test_bring_your_own_model_section_runs
 REFERENCE = ROOT / "docs" / "config-reference.md"
-CONFIG_MARK = "# /etc/warden/warden.toml"
-STOP_MARK = "# stop every warden process first"
-DOC_ONLY_MARK = "# not run by the tests: "
 LANGUAGES = {"sh", "sh-doc-only", "toml", "json", "python"}
-MODEL = "credit"
-TOKEN = "guide-token-" + uuid.uuid4().hex
-SHELL_SYNTAX = re.compile(r"[|<>;&`]|\$\(")
-FENCE = re.compile(r"^```([\w-]*)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
-
-
-@dataclass
-class Block:
-    lang: str
-    text: str
-    line: int
-
-    def commands(self) -> list[str]:
-        """Shell lines, continuations joined, comments and blank lines left out."""
-        joined = re.sub(r"\\\n\s*", " ", self.text)
-        return [c.strip() for c in joined.splitlines() if c.strip() and not c.startswith("#")]
-
-
-def guide_blocks() -> list[Block]:
-    text = GUIDE.read_text(encoding="utf-8")
-    return [
-        Block(m.group(1), m.group(2), text.count("\n", 0, m.start()) + 1)
-        for m in FENCE.finditer(text)
-    ]
-
 
 def test_config_reference_is_current():
     assert REFERENCE.read_text(encoding="utf-8") == render(), (
@@ -175,36 +146,6 @@ def test_webhook_verification_snippet_accepts_warden_signatures_only():
 # -- the commands ----------------------------------------------------------------------------
 
 
-def scratch_postgres() -> tuple[str | None, str | None, str]:
-    """(libpq URL, database name, why not): a fresh database with warden's tables."""
-    import sqlalchemy as sa
-
-    name = f"warden_guide_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = sa.create_engine(
-            PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-        )
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-    except Exception as exc:  # noqa: BLE001
-        return None, None, f"PostgreSQL unreachable at {PG_URL}: {exc}"
-    url = sa.engine.make_url(PG_URL).set(drivername="postgresql", database=name, query={})
-    libpq = url.render_as_string(hide_password=False)
-    engine = make_engine(libpq)
-    engine.dispose()
-    return libpq, name, ""
-
-
-def drop_postgres(name: str) -> None:
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def add_candidates(engine, registry) -> None:
     """Two candidates awaiting approval, as the daemon leaves them in manual mode: v2 and v3
     (the champion's weights under new version numbers)."""
@@ -229,137 +170,26 @@ def add_candidates(engine, registry) -> None:
         await_approval(engine, f"{MODEL}-{version}")
 
 
-class Guide:
-    """Runs the guide's commands and keeps the background processes."""
-
-    def __init__(self, tmp_path: Path, env: dict[str, str], ports: dict[str, int]) -> None:
-        self.tmp, self.env, self.ports = tmp_path, env, ports
-        self.background: dict[str, subprocess.Popen] = {}
-        self.ran: list[str] = []
-        self.skipped: list[str] = []
-        self.candidates = False
-
-    def substitute(self, text: str) -> str:
-        text = text.replace("127.0.0.1:9464", f"127.0.0.1:{self.ports['http']}")
-        text = text.replace("127.0.0.1:8080", f"127.0.0.1:{self.ports['serve']}")
-        return text.replace("--port 8080", f"--port {self.ports['serve']}")
-
-    def expand(self, text: str) -> str:
-        return re.sub(r"\$\{?(\w+)\}?", lambda m: self.env[m.group(1)], text)
-
-    def run(self, command: str) -> str:
-        command = self.substitute(command)
-        if "$WARDEN_DB_URL" in command and not self.env.get("WARDEN_DB_URL"):
-            self.skipped.append(command)
-            return ""
-        if command.startswith(("warden run ", "warden serve ")):
-            self.start(command)
-            output = ""
-        elif command.startswith("warden ") and not SHELL_SYNTAX.search(command):
-            args = shlex.split(self.expand(command))[1:]
-            result = CliRunner().invoke(app, args, env=self.env)
-            assert result.exit_code == 0, f"{command}\n{result.output}\n{result.exception!r}"
-            output = result.output
-        else:
-            done = subprocess.run(
-                ["bash", "-o", "pipefail", "-c", command],
-                env=self.env,
-                cwd=self.env["WARDEN_DATA"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
-            output = done.stdout
-        self.ran.append(command)
-        return output
-
-    def start(self, command: str) -> None:
-        kind = command.split()[1]
-        log = open(self.tmp / f"{kind}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            ["bash", "-c", "exec " + command],
-            env=self.env,
-            cwd=self.env["WARDEN_DATA"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.background[kind] = proc
-        port = self.ports["http" if kind == "run" else "serve"]
-        auth = {"Authorization": f"Bearer {TOKEN}"}
-
-        def ready() -> bool:
-            assert proc.poll() is None, f"{command} exited {proc.returncode}:\n{self.log(kind)}"
-            try:
-                url = f"http://127.0.0.1:{port}/readyz"
-                return httpx.get(url, headers=auth, timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        assert wait_for(ready, 90), f"{command} not ready in 90 s:\n{self.log(kind)}"
-
-    def log(self, kind: str) -> str:
-        return (self.tmp / f"{kind}.log").read_text(errors="replace")[-3000:]
-
-    def stop_all(self) -> None:
-        """SIGTERM, as systemd and docker stop send it: a clean exit 0 is documented."""
-        for kind, proc in list(self.background.items()):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                code = proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                pytest.fail(f"warden {kind} did not stop within 60 s of SIGTERM")
-            del self.background[kind]
-            assert code == 0, f"warden {kind} exited {code} on SIGTERM:\n{self.log(kind)}"
-
-
-def stored(engine, prediction_id: str) -> Prediction | None:
-    with Session(engine) as session:
-        query = select(Prediction).where(Prediction.prediction_id == prediction_id)
-        return session.exec(query).first()
-
-
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_every_command_of_the_guide_runs(tmp_path, trained, monkeypatch):
     missing = [t for t in ("bash", "curl", "jq", "sqlite3", "tar") if shutil.which(t) is None]
     assert not missing, f"the guide's commands need {missing} on PATH"
-    folder, _width = trained
-    data, backup = tmp_path / "data", tmp_path / "backup"
-    data.mkdir()
-    backup.mkdir()
-    for name in ("reference.csv", "initial-weights.pt"):
-        shutil.copyfile(folder / name, data / name)
-    ports = {"http": free_port(), "serve": free_port()}
     pg_url, pg_name, pg_reason = scratch_postgres()
     if pg_url is None and os.environ.get("CI"):
         pytest.fail(f"PostgreSQL is required when CI is set: {pg_reason}")
-    config = data / "warden.toml"
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "CONFIG": str(config),
-        "WARDEN_DATA": str(data),
-        "BACKUP": str(backup),
-        "WARDEN_DB_URL": pg_url or "",
-        "WARDEN_HTTP_TOKEN": TOKEN,
-    }
-    monkeypatch.chdir(data)
-    blocks = guide_blocks()
-    guide = Guide(tmp_path, env, ports)
     with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
-        [block] = [b for b in blocks if b.lang == "toml" and b.text.startswith(CONFIG_MARK)]
-        text = block.text.replace("/var/lib/warden", str(data))
-        text = text.replace("kafka:9092", broker.bootstrap)
-        config.write_text(text.replace("port = 9464", f"port = {ports['http']}"))
-        cfg = load_config(config)
+        ready = setup(tmp_path, trained, broker.bootstrap, pg_url)
+        monkeypatch.chdir(ready.data)
+        guide = Guide(tmp_path, ready.env, ready.ports)
+        cfg = load_config(ready.config)
         engine = make_engine(cfg.storage.url)
         registry = ModelRegistry(cfg.storage.registry)
         namespace: dict = {}
         try:
-            for block in blocks:
+            for block in guide_blocks():
+                if block.section == BYOM:
+                    continue
                 if block.lang == "python":
                     code = block.text.replace("kafka:9092", broker.bootstrap)
                     exec(compile(code, f"operators-guide.md:{block.line}", "exec"), namespace)
@@ -377,7 +207,7 @@ def test_every_command_of_the_guide_runs(tmp_path, trained, monkeypatch):
                         add_candidates(engine, registry)  # as a manual-mode correction would
                         guide.candidates = True
                     output = guide.run(command)
-                    check_effect(command, output, engine, registry, data)
+                    check_effect(command, output, engine, registry, ready.data)
         finally:
             guide.stop_all()
             engine.dispose()

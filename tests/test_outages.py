@@ -240,6 +240,7 @@ def cut(proxy: TcpProxy) -> Iterator[None]:
 
 
 # -- 1. broker frozen ------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_frozen_broker_loses_nothing_and_stores_nothing_twice(tmp_path, db_url):
     with dedicated_broker(tmp_path) as broker:
@@ -248,6 +249,7 @@ def test_frozen_broker_loses_nothing_and_stores_nothing_twice(tmp_path, db_url):
 
 
 # -- 2. every broker connection cut ------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_cut_broker_connections_lose_nothing_and_store_nothing_twice(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'warden.db'}")
@@ -301,6 +303,7 @@ def exclusive_lock(path: Path) -> Iterator[None]:
 
 
 # -- 3a. PostgreSQL unreachable --------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_postgres_unreachable_loses_nothing_and_stores_nothing_twice(kafka_cfg):
     url, schema = _postgres_schema_url()
@@ -316,6 +319,7 @@ def test_postgres_unreachable_loses_nothing_and_stores_nothing_twice(kafka_cfg):
 
 
 # -- 3b. SQLite locked by another writer -----------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_sqlite_locked_loses_nothing_and_stores_nothing_twice(kafka_cfg, tmp_path):
     path = tmp_path / "warden.db"
@@ -365,6 +369,7 @@ def status_text(daemon: Daemon) -> str:
     return console.export_text()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_daemon_heartbeat_and_status_report_a_frozen_broker(tmp_path):
     with dedicated_broker(tmp_path) as broker:

@@ -207,6 +207,7 @@ def test_not_ready_until_a_version_is_active(workdir, trained, tmp_path):
         assert http.post("/predict", json={"rows": [row]}).json()["version"] == "v1"
 
 
+@pytest.mark.slow
 def test_twenty_swaps_under_load(workdir, trained, kafka_cfg):
     _, _, _, registry = setup_model(workdir, trained[1], kafka_cfg.bootstrap_servers)
     add_version(registry, "v2", shift=1.5)
@@ -273,6 +274,7 @@ def test_twenty_swaps_under_load(workdir, trained, kafka_cfg):
     logger.close()
 
 
+@pytest.mark.slow
 def test_active_model_follows_the_pointer_and_keeps_serving_through_a_bad_version(workdir, trained):
     _, _, _, registry = setup_model(workdir, trained[1])
     add_version(registry, "v2", shift=1.0)
@@ -291,6 +293,7 @@ def test_active_model_follows_the_pointer_and_keeps_serving_through_a_bad_versio
     assert active.last_error is None
 
 
+@pytest.mark.slow
 def test_cli_serves_logs_and_stops_on_sigterm(workdir, trained, kafka_cfg):
     config, _, _, _ = setup_model(workdir, trained[1], kafka_cfg.bootstrap_servers)
     text = config.read_text().replace(

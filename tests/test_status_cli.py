@@ -297,12 +297,12 @@ def test_status_tables_keep_their_columns(db_url, tmp_path):
         "host-a:4242:abcd",
         "Last checks",
         "skipped: 12 labelled rows",
-        "drift_share=0.500",
+        "drift share 0.500, drifted: income, debt_ratio, age; predictions drifted",
         "Open incidents",
         "income, debt_ratio, age",
         "Candidates",
-        "recent acc (champ→cand)",
-        "0.710 → 0.830",
+        "recent acc 0.710 → 0.830",
+        "(champion → candidate)",
     ):
         assert expected in text, (expected, text)
     assert "accuracy 0.612" not in text  # resolved incidents are not listed
@@ -321,3 +321,46 @@ def test_bad_config_exits_2(tmp_path):
         result = CliRunner().invoke(app, [command, "--config", str(config), "--json"])
         assert result.exit_code == 2
         assert "storage.url" in result.output
+
+
+def test_status_and_incidents_stay_readable_at_80_columns(db_url, tmp_path):
+    """People read these in narrow terminals and logs: no line wider than 80, no trailing
+    blanks, each summary on a line or two (not a column folded one word per line), the
+    figures summarised per row and the details one command away."""
+    config = write_config(tmp_path, db_url)
+    cfg = load_config(config)
+    engine = make_engine(cfg.storage.url)
+    ids = seed_rows(engine)
+    console = Console(record=True, width=80)
+    render_status(cfg, engine, ModelRegistry(cfg.storage.registry), console)
+    narrow = console.export_text()
+    piped = invoke("status", "--config", str(config))  # not a terminal: rich's 80 columns
+    listed = invoke("incidents", "--config", str(config))
+    for text in (narrow, piped, listed):
+        lines = text.splitlines()
+        assert max(len(line) for line in lines) <= 80, text
+        assert all(line == line.rstrip() for line in lines), "trailing blanks end up in logs"
+        summary = "3/8 columns drifted (share 0.50, threshold 0.3): income, debt_ratio, age"
+        spans = [i for i, line in enumerate(lines) if line.strip() and line.strip() in summary]
+        assert 1 <= len(spans) <= 2, (spans, text)
+        assert summary in " ".join(line.strip() for line in lines)
+        assert "details: warden incidents ID (or --json)" in text
+    assert "drift share 0.500, drifted: income, debt_ratio, age; predictions drifted" in narrow
+    assert "accuracy 0.712 (bound 0.811, reference 0.861)" in " ".join(narrow.split())
+    assert "widest group gap: sex equal_opportunity_difference 0.200" in narrow
+    assert f"#{ids['resolved']} credit error critical resolved" in listed
+
+    text = invoke("incidents", str(ids["open_drift"]), "--config", str(config))
+    assert max(len(line) for line in text.splitlines()) <= 80
+    flat = " ".join(text.split())
+    assert "credit v1 drift high open" in flat
+    assert "window: 500 rows" in flat and "3/8 columns drifted" in flat
+    assert "candidate credit-v2-abc validated" in flat and "- recent accuracy +0.12" in flat
+    assert f"warden approve credit-v2-abc --config {config}" in flat  # the next action
+    assert "Evidently report: /reports/20260101T000000Z-drift.html" in flat
+    doc = json.loads(invoke("incidents", str(ids["open_drift"]), "-c", str(config), "--json"))
+    assert doc["incident"]["id"] == ids["open_drift"] and doc["window"]["rows"] == 500
+    assert doc["next_action"].startswith("credit-v2-abc passed the gate")
+    assert doc["candidates"][0]["reasons"] == ["recent accuracy +0.12", "reference guarded"]
+    missing = CliRunner().invoke(app, ["incidents", "999999", "--config", str(config)])
+    assert missing.exit_code == 1 and "no incident #999999" in missing.output

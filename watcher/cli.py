@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from watcher.onboarding.commands import DebugOption, model_app
+
 app = typer.Typer(
     help="model-warden: audit and correct production ML models.",
     no_args_is_help=True,
@@ -17,6 +19,7 @@ config_app = typer.Typer(help="Configuration commands.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 db_app = typer.Typer(help="Database schema commands (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(model_app, name="model")
 console = Console()
 
 ConfigOption = typer.Option(..., "--config", "-c", help="Path of the warden TOML config file.")
@@ -56,6 +59,7 @@ def config_check(
     on this machine are listed (a production config checked on a workstation); with
     --files they fail the check, as they fail `warden run`."""
     from watcher.config import ConfigError, load_config, missing_files
+    from watcher.onboarding.startup import models_ready
 
     try:
         cfg = load_config(path, check_files=False)
@@ -70,6 +74,12 @@ def config_check(
     if missing and files:
         console.print(f"[red]{path}: {len(missing)} file(s) missing[/]")
         raise typer.Exit(2)
+    if files and not models_ready(cfg, lambda line: typer.echo(line, err=True)):
+        raise typer.Exit(2)  # factory, kwargs, weights, one encoded row: as `warden run` checks
+    from watcher.kafka.codecs import describe
+
+    for line in describe():  # which compressed batches this install can read
+        console.print(f"kafka {line}", soft_wrap=True)
     console.print(f"[green]ok[/]: {path} ({len(cfg.models)} model(s): {', '.join(cfg.models)})")
 
 
@@ -152,20 +162,23 @@ def db_current(config: Path = ConfigOption) -> None:
 
 
 @app.command()
-def run(config: Path = ConfigOption, log_level: str = "INFO") -> None:
-    """Run the daemon in the foreground (what systemd or a container starts)."""
-    from storage.migrate import MigrationError
+def run(config: Path = ConfigOption, log_level: str = "INFO", debug: bool = DebugOption) -> None:
+    """Run the daemon in the foreground (what systemd or a container starts). The config, each
+    model, the database and the broker are checked first; a failure is one line, exit 1/2."""
     from watcher import logs
-    from watcher.config import ConfigError
-    from watcher.daemon.service import Daemon
+    from watcher.onboarding.startup import guarded, preflight
+
+    def start() -> int:
+        preflight(config)
+        from watcher.daemon.service import Daemon
+
+        return Daemon(config).run()
 
     logs.configure(json_lines=True, level=log_level)
-    try:
-        daemon = Daemon(config)
-    except (ConfigError, MigrationError) as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from exc
-    raise typer.Exit(daemon.run())
+    from watcher.kafka.codecs import log_support
+
+    log_support()  # which compressed batches this install can read
+    raise typer.Exit(guarded(start, debug=debug))
 
 
 @app.command()
@@ -173,7 +186,8 @@ def status(
     config: Path = ConfigOption,
     as_json: bool = typer.Option(False, "--json", help="Print the status document as JSON."),
 ) -> None:
-    """Models, active versions, last checks, daemons, open incidents and candidates."""
+    """Models, active versions, last checks, daemons, open incidents and candidates; one head
+    line per item and its figures summarised below (readable at 80 columns and in logs)."""
     from storage.registry import ModelRegistry
     from watcher.daemon.status import render_status_document, status_document
 
@@ -187,16 +201,39 @@ def status(
 
 @app.command()
 def incidents(
+    incident_id: int | None = typer.Argument(
+        None, help="One incident: its window, verdict, figures, candidates and next action."
+    ),
     config: Path = ConfigOption,
     open_only: bool = typer.Option(False, "--open", help="Only the open incidents."),
     model: str | None = typer.Option(None, "--model", "-m", help="Only this model's."),
     as_json: bool = typer.Option(False, "--json", help="Print the incidents as JSON."),
 ) -> None:
-    """Incidents (drift, error, bias): severity, status, report, candidate."""
-    from watcher.daemon.status import incidents_document, render_incidents
+    """Incidents (drift, error, bias): severity, status, verdict, page, candidate; with an
+    ID, that incident's whole story (what its page shows)."""
+    from storage.registry import ModelRegistry
+    from watcher.daemon.status import (
+        incident_document,
+        incidents_document,
+        render_incident,
+        render_incidents,
+    )
+    from watcher.pages.sources import Sources
 
     cfg = _load(config)
-    rows = incidents_document(_engine(cfg), open_only=open_only, model=model)
+    engine = _engine(cfg)
+    if incident_id is not None:
+        src = Sources(lambda: cfg, engine, ModelRegistry(cfg.storage.registry), config)
+        doc = incident_document(src, incident_id)
+        if doc is None:
+            console.print(f"[red]no incident #{incident_id}[/]")
+            raise typer.Exit(1)
+        if as_json:
+            _print_json(doc)
+        else:
+            render_incident(doc, console)
+        return
+    rows = incidents_document(engine, open_only=open_only, model=model, reports=cfg.storage.reports)
     if as_json:
         _print_json(rows)
     else:
@@ -290,6 +327,23 @@ def reject(
 
 
 @app.command()
+def retry(
+    incident_id: int = typer.Argument(..., help="Open incident id (see `warden incidents`)."),
+    config: Path = ConfigOption,
+    reason: str = typer.Option("", help="Recorded with the request."),
+) -> None:
+    """Ask for another correction attempt at the daemon's next round (actor operator)."""
+    from watcher.daemon.attempts import request_retry
+
+    try:
+        incident = request_retry(_engine(_load(config)), incident_id, reason)
+    except (LookupError, ValueError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    console.print(f"retry requested: incident {incident.id} of {incident.model}")
+
+
+@app.command()
 def serve(
     model: str = typer.Argument(..., help="Model to serve: its ACTIVE registry version."),
     config: Path = ConfigOption,
@@ -308,19 +362,11 @@ def serve(
 ) -> None:
     """Serve MODEL with onnxruntime over HTTP (POST /predict), following ACTIVE; every
     prediction is logged to Kafka. Runs until SIGTERM/SIGINT, then flushes the logs."""
-    import signal
-    import threading
-
-    from kafka.errors import KafkaError
     from pydantic import ValidationError
 
-    from storage.registry import ModelRegistry
     from watcher import logs
     from watcher.config import HttpConfig
-    from watcher.http_server import HttpServerError
-    from watcher.kafka.clients import ensure_topics
-    from watcher.serving.prediction_logger import PredictionLogger
-    from watcher.serving.server import InferenceServer
+    from watcher.serving.launch import serve_until_stopped
 
     logs.configure(json_lines=True, level=log_level)
     cfg = _load(config)
@@ -332,35 +378,15 @@ def serve(
     except ValidationError as exc:
         console.print(f"[red]--host/--port/--token-env: {exc.errors()[0]['msg']}[/]")
         raise typer.Exit(2) from exc
-    try:
-        if log_predictions:  # as the daemon does: logs must not wait for it to create the topic
-            ensure_topics(cfg.kafka, [cfg.kafka.predictions_topic])
-        logger = PredictionLogger(cfg.kafka, model, enabled=log_predictions)
-    except KafkaError as exc:
-        console.print(f"[red]kafka.bootstrap_servers {cfg.kafka.bootstrap_servers}: {exc!r}[/]")
-        raise typer.Exit(1) from exc
-    server = InferenceServer(
-        ModelRegistry(cfg.storage.registry),
+    code = serve_until_stopped(
+        cfg,
         model,
         http_cfg,
-        logger=logger,
         max_body_bytes=max_body_bytes,
+        log_predictions=log_predictions,
+        say=lambda message: console.print(f"[red]{message}[/]"),
     )
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        server.start()
-    except HttpServerError as exc:
-        console.print(f"[red]--host/--port: {exc}[/]")
-        logger.close()
-        raise typer.Exit(2) from exc
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        server.stop()
-        logger.close()
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -12,6 +12,11 @@ from sqlalchemy import Engine
 from torch import nn
 
 from correctors.models.encoding import FeatureEncoder
+from correctors.models.fitting import (
+    ReferenceDataError,
+    load_reference,
+    model_encoding,
+)
 from correctors.models.modeling import build_model, load_state_dict, predict_outputs, predict_proba
 from correctors.models.runtime import OnnxModel
 from correctors.settings import ModelDefinition
@@ -19,28 +24,6 @@ from correctors.validation.export import export_onnx
 from storage.audit import record_event
 from storage.db import session_scope
 from storage.registry import ModelRegistry
-
-
-class ReferenceDataError(ValueError):
-    """The reference set cannot be used (missing file or columns)."""
-
-
-def load_reference(definition: ModelDefinition) -> pd.DataFrame:
-    """The labelled reference set (CSV or Parquet), labels as text like stored labels."""
-    path = Path(definition.reference)
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    missing = [c for c in [*definition.features, definition.label_column] if c not in frame]
-    if missing:
-        raise ReferenceDataError(f"reference {path} lacks columns {missing}")
-    frame = frame.dropna(subset=[definition.label_column]).reset_index(drop=True)
-    frame["label"] = frame[definition.label_column].map(_label_text)
-    return frame
-
-
-def _label_text(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
 
 
 @dataclass
@@ -70,7 +53,9 @@ class Champion:
 def load_champion(registry: ModelRegistry, model: str, version: str) -> Champion:
     card = registry.card(model, version)
     state = load_state_dict(registry.weights_path(model, version))
-    torch_model = build_model(card["factory"], card["factory_kwargs"], state)
+    torch_model = build_model(
+        card["factory"], card["factory_kwargs"], state, card.get("python_path") or ()
+    )
     onnx = OnnxModel.load(registry, model, version)
     return Champion(version, card, onnx.encoder, onnx.classes, torch_model, onnx)
 
@@ -99,20 +84,17 @@ def bootstrap(
     """First start: register the configured weights as v1 and make it ACTIVE."""
     if definition.weights is None:
         raise ReferenceDataError(
-            f"models.{model}.weights is needed: the registry has no version yet"
+            f"models.{model}.weights is needed: the registry has no version yet", "weights"
         )
     reference = load_reference(definition)
-    encoder = FeatureEncoder.fit(
-        reference,
-        definition.numeric_features,
-        definition.categorical_features,
-        definition.text_features,
-        definition.text_buckets,
-    )
+    encoding = model_encoding(definition)
+    encoder, classes = encoding.encoder, encoding.classes
     regression = definition.task == "regression"
-    classes = [] if regression else definition.classes or sorted(reference["label"].unique())
     torch_model = build_model(
-        definition.factory, definition.factory_kwargs, load_state_dict(definition.weights)
+        definition.factory,
+        definition.factory_kwargs,
+        load_state_dict(definition.weights),
+        definition.python_path,
     )
     x = encoder.transform(reference)
     if regression:
@@ -133,6 +115,7 @@ def bootstrap(
         "task": definition.task,
         "encoder": encoder.to_dict(),
         "classes": classes,
+        "python_path": [str(p) for p in definition.python_path],
         "parent": None,
         "source": str(definition.weights),
         "baseline": {**baseline, "drift_reference": {"kind": "reference"}},

@@ -1,18 +1,29 @@
 """Feature encoding saved with the model, so serving, checks and training encode identically.
 
-Numeric: standardised with the reference mean/std, clipped to ±5 sd; missing or non-numeric →
-the mean (0.0).
-Categorical: one-hot over the reference vocabulary plus one `<unknown>` slot that unseen
-values and missing values share.
-Text: a bag of words hashed into `buckets` slots (crc32 of each lower-cased token), log-scaled
-and L2-normalised per row; missing text is all zeros. No vocabulary to ship or to drift out of
-date: an unseen word still lands in a slot.
+Two encodings (`encoding` in the model's config):
+
+* `standard` (the default), for a model that takes a ready-made vector:
+  numeric columns standardised with the reference mean/std, clipped to ±5 sd, missing or
+  non-numeric → the mean (0.0); categorical columns one-hot over the vocabulary plus one
+  `<unknown>` slot that unseen and missing values share.
+* `raw`, for a model that does its own preprocessing (a normalisation layer, embeddings):
+  numeric columns as float32 in the declared order, missing or non-numeric → NaN; categorical
+  columns as one integer code each (the value's position in the vocabulary; unseen and
+  missing values → the vocabulary's length), carried as float32 in the same matrix.
+
+Either way, text is a bag of words hashed into `buckets` slots (crc32 of each lower-cased
+token), log-scaled and L2-normalised per row; missing text is all zeros. No vocabulary to ship
+or to drift out of date: an unseen word still lands in a slot.
+
+The vocabulary of a categorical column is the one the user supplies, else the reference's
+values, sorted.
 """
 
 from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,9 +32,11 @@ import pandas as pd
 
 UNKNOWN = "<unknown>"
 TOKEN = re.compile(r"[a-z0-9']+")
+ENCODINGS = ("standard", "raw")
 # A value this many reference standard deviations out (a broken sensor, a near-constant
 # column that moved) is clipped, in training and serving alike, so it cannot swamp the model.
 CLIP_SD = 5.0
+MAX_CODES = 2**24  # float32 carries integer codes exactly up to here
 
 
 @dataclass
@@ -36,6 +49,7 @@ class FeatureEncoder:
     text: list[str] = field(default_factory=list)
     buckets: int = 256
     clip_sd: float | None = None  # standardised values are clipped to ±clip_sd (None: off)
+    encoding: str = "standard"  # cards written before `raw` existed hold no key: standard
 
     @classmethod
     def fit(
@@ -45,64 +59,130 @@ class FeatureEncoder:
         categorical: list[str],
         text: list[str] | None = None,
         buckets: int = 256,
+        *,
+        encoding: str = "standard",
+        vocabularies: dict[str, list[str]] | None = None,
     ) -> FeatureEncoder:
+        """Learn means, stds and the vocabularies not supplied from `frame`."""
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding {encoding!r}: expected one of {list(ENCODINGS)}")
         enc = cls(
             numeric=list(numeric),
             categorical=list(categorical),
             text=list(text or []),
             buckets=buckets,
-            clip_sd=CLIP_SD,
+            clip_sd=CLIP_SD if encoding == "standard" else None,
+            encoding=encoding,
         )
         for col in numeric:
             values = pd.to_numeric(frame[col], errors="coerce")
             enc.means[col] = float(values.mean())
             std = float(values.std())
             enc.stds[col] = std if std > 1e-12 else 1.0
+        supplied = vocabularies or {}
         for col in categorical:
-            enc.vocab[col] = sorted(frame[col].dropna().astype(str).unique().tolist())
+            given = supplied.get(col)
+            enc.vocab[col] = (
+                [str(v) for v in given]
+                if given is not None
+                else sorted(frame[col].dropna().astype(str).unique().tolist())
+            )
+            if len(enc.vocab[col]) >= MAX_CODES:
+                raise ValueError(f"{col}: {len(enc.vocab[col])} values, at most {MAX_CODES - 1}")
         return enc
 
     @property
+    def raw(self) -> bool:
+        return self.encoding == "raw"
+
+    @property
     def width(self) -> int:
-        tabular = len(self.numeric) + sum(len(v) + 1 for v in self.vocab.values())
+        if self.raw:
+            tabular = len(self.numeric) + len(self.categorical)
+        else:
+            tabular = len(self.numeric) + sum(len(self.vocab[c]) + 1 for c in self.categorical)
         return tabular + len(self.text) * self.buckets
 
     @property
     def features(self) -> list[str]:
         return [*self.numeric, *self.categorical, *self.text]
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """Encode a frame of raw feature columns into the float32 matrix the model takes."""
-        n = len(frame)
+    @property
+    def columns(self) -> list[str]:
+        """The name of each encoded column, in the model's input order."""
+        names = list(self.numeric)
+        for col in self.categorical:
+            if self.raw:
+                names.append(col)
+            else:
+                names += [f"{col}={v}" for v in self.vocab[col]] + [f"{col}={UNKNOWN}"]
+        for col in self.text:
+            names += [f"{col}#{i}" for i in range(self.buckets)]
+        return names
+
+    # -- the arithmetic, shared by `transform` and serving's fast path --------------------
+    def numeric_values(self, col: str, values: np.ndarray) -> np.ndarray:
+        """One numeric column (float64, NaN for missing) as the model takes it."""
+        if self.raw:
+            out = values.astype(np.float64, copy=True)
+            out[~np.isfinite(out)] = np.nan
+            return out
+        scaled = (values - self.means[col]) / self.stds[col]
+        scaled[~np.isfinite(scaled)] = 0.0
+        if self.clip_sd is not None:
+            np.clip(scaled, -self.clip_sd, self.clip_sd, out=scaled)
+        return scaled
+
+    def codes(self, col: str, values: Iterable[Any]) -> np.ndarray:
+        """The vocabulary position of each value; unseen and missing → len(vocabulary)."""
+        vocab = self.vocab[col]
+        index, unknown = {v: i for i, v in enumerate(vocab)}, len(vocab)
+        return np.array(
+            [index.get(str(v), unknown) if v is not None and v == v else unknown for v in values],
+            dtype=np.int64,
+        )
+
+    def assemble(
+        self,
+        n: int,
+        numeric: dict[str, np.ndarray],
+        codes: dict[str, np.ndarray],
+        texts: dict[str, pd.Series],
+    ) -> np.ndarray:
+        """The float32 input matrix from parsed columns: numeric values (float64), category
+        codes and raw text, one entry per feature."""
         out = np.zeros((n, self.width), dtype=np.float32)
         col_idx = 0
         for col in self.numeric:
-            raw = frame[col] if col in frame else pd.Series([np.nan] * n)
-            values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-            scaled = (values - self.means[col]) / self.stds[col]
-            scaled[~np.isfinite(scaled)] = 0.0
-            if self.clip_sd is not None:
-                np.clip(scaled, -self.clip_sd, self.clip_sd, out=scaled)
-            out[:, col_idx] = scaled
+            out[:, col_idx] = self.numeric_values(col, numeric[col])
             col_idx += 1
+        rows = np.arange(n)
         for col in self.categorical:
-            vocab = self.vocab[col]
-            index = {v: i for i, v in enumerate(vocab)}
-            raw = frame[col] if col in frame else pd.Series([None] * n)
-            codes = np.array(
-                [
-                    index.get(str(v), len(vocab)) if v is not None and v == v else len(vocab)
-                    for v in raw
-                ],
-                dtype=np.int64,
-            )
-            out[np.arange(n), col_idx + codes] = 1.0
-            col_idx += len(vocab) + 1
+            if self.raw:
+                out[:, col_idx] = codes[col]
+                col_idx += 1
+            else:
+                out[rows, col_idx + codes[col]] = 1.0
+                col_idx += len(self.vocab[col]) + 1
         for col in self.text:
-            raw = frame[col] if col in frame else pd.Series([None] * n)
-            out[:, col_idx : col_idx + self.buckets] = hashed_bag(raw, self.buckets)
+            out[:, col_idx : col_idx + self.buckets] = hashed_bag(texts[col], self.buckets)
             col_idx += self.buckets
         return out
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Encode a frame of raw feature columns into the float32 matrix the model takes."""
+        n = len(frame)
+
+        def column(col: str, empty: Any) -> pd.Series:
+            return frame[col] if col in frame else pd.Series([empty] * n, dtype=object)
+
+        numeric = {
+            col: pd.to_numeric(column(col, np.nan), errors="coerce").to_numpy(dtype=np.float64)
+            for col in self.numeric
+        }
+        codes = {col: self.codes(col, column(col, None)) for col in self.categorical}
+        texts = {col: column(col, None) for col in self.text}
+        return self.assemble(n, numeric, codes, texts)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -3,8 +3,6 @@ replayed reference rows, encoded; a recent holdout kept apart for the gate."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +19,6 @@ from correctors.validation.guards import (
     group_sets,
     quantile_bins,
 )
-
-EpochCallback = Callable[[int, float, float], None]
-PARITY_ROWS = 1000
-log = logging.getLogger(__name__)
 
 
 class NothingToCorrect(RuntimeError):
@@ -45,6 +39,9 @@ class Prepared:
     shifted: dict
     counts: dict
     window_seq: tuple[int, int]
+    retrain_x: np.ndarray  # the retrain strategy's rows: recent training rows + the
+    retrain_y: np.ndarray  # reference (training part) outside the contradicted region
+    holdout_seqs: list[int]  # recent rows no strategy trains on: a corrected version's baseline
 
 
 def _encode_labels(champion: Champion, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -158,4 +155,7 @@ def prepare(
         shifted=shifted,
         counts=counts,
         window_seq=(int(window["seq"].min()), int(window["seq"].max())),
+        retrain_x=np.concatenate([x_win[split.train], x_ref[eligible]]),
+        retrain_y=np.concatenate([y_win[split.train], y_ref[eligible]]),
+        holdout_seqs=[int(s) for s in window["seq"].to_numpy()[split.holdout]],
     )

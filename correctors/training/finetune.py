@@ -143,6 +143,14 @@ def fine_tune(
     else:
         optimiser = torch.optim.Adam(params, lr=settings.learning_rate)
     generator = torch.Generator(device="cpu").manual_seed(settings.seed)
+    # halve the step when the held-out loss stalls, so training converges instead of
+    # stopping at a cap with the loss still falling
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimiser,
+        factor=settings.lr_plateau_factor,
+        patience=max(1, settings.patience // 3),
+        threshold=1e-4,
+    )
 
     best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
     result = FineTuneResult(
@@ -178,6 +186,7 @@ def fine_tune(
         result.train_loss.append(total / max(1, seen))
         result.val_loss.append(val)
         result.epochs_run = epoch
+        plateau.step(val)
         if on_epoch is not None:
             on_epoch(epoch, result.train_loss[-1], val)
         if val < best_loss - 1e-5:

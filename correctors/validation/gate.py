@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from correctors.settings import CorrectionConfig
+from correctors.validation.paired import PairedLoss, gap_change
 
 ProbaFn = Callable[[np.ndarray], np.ndarray]
 
@@ -75,6 +76,8 @@ def judge(
     parity_max_abs_diff: float,
     shifted: dict,
     settings: CorrectionConfig,
+    paired: dict[str, PairedLoss] | None = None,
+    focus_attribute: str | None = None,
 ) -> Verdict:
     """Apply the gate's rules; every failed rule adds a reason, every figure is kept."""
     reasons: list[str] = []
@@ -119,7 +122,8 @@ def judge(
         else:
             reasons.append(f"reference guard held: {champ_ref:.3f} -> {cand_ref:.3f}")
     flagged_rule(champion, candidate, reasons)
-    if not group_rules(champion, candidate, settings, reasons):
+    task = "regression" if metric == "mae" else "classification"
+    if not group_rules(champion, candidate, settings, reasons, paired or {}, task, focus_attribute):
         passed = False
     if shifted.get("concept_shift"):
         reasons.append(
@@ -135,7 +139,11 @@ def judge(
             "forgetting_tolerance": settings.forgetting_tolerance,
             "parity_tolerance": settings.parity_tolerance,
             "group_gap_tolerance": settings.group_gap_tolerance,
+            "paired_alpha": settings.paired_alpha,
+            "bias_gap_rule": settings.bias_gap_rule,
         },
+        "holdout_rows": {k[: -len("_rows")]: v for k, v in champion.items() if k.endswith("_rows")},
+        "groups_paired": {k: v.to_dict() for k, v in (paired or {}).items()},
         "shifted_region": shifted,
     }
     return Verdict(passed=passed, reasons=reasons, figures=figures)
@@ -152,56 +160,69 @@ def flagged_rule(champion: dict, candidate: dict, reasons: list[str]) -> None:
             reasons.append(f"flagged slice {metric} {champ:.3f} -> {cand:.3f}")
 
 
-def group_rules(champion: dict, candidate: dict, settings: CorrectionConfig, reasons) -> bool:
-    """Per group of the recent holdout: no group loses more than `group_gap_tolerance`, and
-    no attribute's accuracy gap (best group - worst group) widens by more than that."""
+def group_rules(
+    champion: dict,
+    candidate: dict,
+    settings: CorrectionConfig,
+    reasons: list[str],
+    paired: dict[str, PairedLoss],
+    task: str = "classification",
+    focus: str | None = None,
+) -> bool:
+    """Per group of the recent holdout, champion and candidate compared on the same rows.
+
+    A group regresses when it loses more than `group_gap_tolerance` AND the paired test
+    (McNemar for accuracy, paired t for MAE) says the loss is real at `paired_alpha`,
+    Bonferroni-corrected over the groups judged. An attribute's gap (best − worst group)
+    widens under the same two conditions, corrected over the attributes. For the attribute a
+    bias incident is about (`focus`), the gap must also narrow (`bias_gap_rule`)."""
     ok = True
-    metric = "mae" if any(k.endswith("_mae") for k in champion) else "accuracy"
-    suffix = f"_{metric}"
+    metric = headline(task)
     by_attribute: dict[str, list[str]] = {}
-    for key in champion:
-        if key.startswith("group:") and key.endswith(suffix):
-            attribute = key[len("group:") :].split("=", 1)[0]
-            by_attribute.setdefault(attribute, []).append(key)
-    for attribute, keys in sorted(by_attribute.items()):
-        champ = {k: champion[k] for k in keys if champion[k] is not None}
-        cand = {k: candidate.get(k) for k in champ if candidate.get(k) is not None}
-        if len(cand) < 2:
-            continue
-        rows = {k: int(champion.get(k[: -len(suffix)] + "_rows") or 0) for k in cand}
-        # a small group's figure is noisy: allow the configured tolerance or two standard
-        # errors of the difference, whichever is larger (accuracy only; MAE uses the tolerance)
-        tolerance = {
-            k: _allowed(settings.group_gap_tolerance, champ[k], rows[k], metric) for k in cand
-        }
-        for key in cand:
-            if _gain(champ[key], cand[key], metric) < -tolerance[key]:
+    for name in paired:
+        if name.startswith("group:") and champion.get(f"{name}_{metric}") is not None:
+            by_attribute.setdefault(name[len("group:") :].split("=", 1)[0], []).append(name)
+    judged = {a: g for a, g in by_attribute.items() if len(g) >= 2}
+    n_groups = sum(len(g) for g in judged.values())
+    alpha = settings.paired_alpha
+    for attribute, names in sorted(judged.items()):
+        champ = {g: champion[f"{g}_{metric}"] for g in names}
+        cand = {g: candidate[f"{g}_{metric}"] for g in names}
+        for g in names:
+            pair, p = paired[g], paired[g].p_worse(task)
+            if pair.mean > settings.group_gap_tolerance and p < alpha / n_groups:
                 ok = False
-                group = key[len("group:") : -len(suffix)]
                 reasons.append(
-                    f"group {group} regresses: {metric} {champ[key]:.3f} -> {cand[key]:.3f}"
+                    f"group {g[len('group:') :]} regresses: {metric} {champ[g]:.3f} -> "
+                    f"{cand[g]:.3f} on {pair.rows} holdout rows (paired: {pair.worse} worse, "
+                    f"{pair.better} better, p={p:.2g} < {alpha / n_groups:.2g})"
                 )
-        champ_gap = max(champ[k] for k in cand) - min(champ[k] for k in cand)
-        cand_gap = max(cand.values()) - min(cand.values())
-        worst, best = min(cand, key=cand.get), max(cand, key=cand.get)
-        gap_tolerance = max(
-            settings.group_gap_tolerance,
-            float(np.hypot(tolerance[worst], tolerance[best])) if metric == "accuracy" else 0.0,
-        )
-        if cand_gap > champ_gap + gap_tolerance:
+        worse_first = sorted(names, key=lambda g: cand[g], reverse=metric == "mae")
+        worst, best = worse_first[0], worse_first[-1]
+        champ_gap = abs(max(champ.values()) - min(champ.values()))
+        cand_gap = abs(cand[best] - cand[worst])
+        change, p = gap_change(paired[best], paired[worst])
+        sizes = ", ".join(f"{g[len('group:') :]} {paired[g].rows}" for g in names)
+        figures = f"{champ_gap:.3f} -> {cand_gap:.3f} (rows: {sizes}; paired p={p:.2g})"
+        if cand_gap - champ_gap > settings.group_gap_tolerance and p < alpha / len(judged):
+            ok = False
+            reasons.append(f"widens the groups.{attribute} {metric} gap {figures}")
+        else:
+            reasons.append(f"groups.{attribute} {metric} gap {figures}")
+        if attribute == focus and not _narrows(settings.bias_gap_rule, champ_gap, cand_gap, p):
             ok = False
             reasons.append(
-                f"widens the groups.{attribute} {metric} gap {champ_gap:.3f} -> {cand_gap:.3f}"
+                f"does not narrow the groups.{attribute} gap the bias incident is about "
+                f"({settings.bias_gap_rule}): {champ_gap:.3f} -> {cand_gap:.3f}"
             )
-        else:
-            reasons.append(f"groups.{attribute} {metric} gap {champ_gap:.3f} -> {cand_gap:.3f}")
     return ok
 
 
-def _allowed(tolerance: float, value: float, rows: int, metric: str) -> float:
-    """The configured tolerance, or two standard errors of a difference in accuracy between
-    two models on the same `rows` rows (√2 · √(p(1-p)/n)), whichever is larger."""
-    if metric != "accuracy" or rows <= 0:
-        return tolerance
-    p = min(max(value, 0.02), 0.98)
-    return max(tolerance, 2 * float(np.sqrt(2 * p * (1 - p) / rows)))
+def _narrows(rule: str, before: float, after: float, p_widens: float) -> bool:
+    """`narrower`: the gap is smaller; `not_wider`: it is not larger; `significant`: smaller
+    and the paired test says so (p < 0.05 that it narrowed)."""
+    if rule == "not_wider":
+        return after <= before + 1e-9
+    if rule == "significant":
+        return after < before and 1.0 - p_widens < 0.05
+    return after < before

@@ -3,9 +3,6 @@ reference outside the region the new data contradicts."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 
@@ -15,11 +12,6 @@ from correctors.settings import CorrectionConfig
 from correctors.training.shift import ShiftedRegion, find_shifted_region
 from correctors.training.worker import fine_tune_in_worker
 from correctors.validation.gate import EvalSet
-
-EpochCallback = Callable[[int, float, float], None]
-PARITY_ROWS = 1000
-log = logging.getLogger(__name__)
-
 
 GROUP_MIN_ROWS = 20  # holdout rows a group needs to be judged by the gate
 

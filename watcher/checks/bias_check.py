@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import numpy as np
 import pandas as pd
 import structlog
 
-from watcher.checks.groups import fixed_gap_bounds, gap_p_value
+from watcher.checks.groups import GAP_INDICATORS, fixed_gap_bounds, gap_p_value
 from watcher.checks.outcome import GROUP_PREFIX, CheckOutcome, is_error
 from watcher.checks.quality import (
     gaps,
@@ -54,6 +53,9 @@ class BiasCheck:
                 figures["calibrated"] = normal is not None
                 # wider than normal, and not just the noise of this window's own error rates
                 figures["p_value"] = gap_p_value(labelled, column, gap, figures, cfg.task, classes)
+                figures["interval"] = gap_interval(
+                    labelled, column, gap, figures, cfg.task, classes
+                )
                 if figures["value"] > bound and figures["p_value"] < checks.bias_alpha:
                     failures.append({"attribute": attribute, "gap": gap, **figures})
             per_attribute[attribute] = {"groups": groups, "gaps": found}
@@ -65,6 +67,7 @@ class BiasCheck:
                 a: {g: f["value"] for g, f in v["gaps"].items()} for a, v in per_attribute.items()
             },
             "failures": failures,
+            "reference": self.baseline(cfg, version).source,
         }
         outcome.summary = (
             "; ".join(
@@ -83,10 +86,17 @@ class BiasCheck:
             outcome.flagged_ids = labelled.loc[in_group & errors, "prediction_id"].tolist()[
                 : checks.max_flagged_ids
             ]
-            outcome.report_path = self._group_report(cfg, classes, labelled, in_group)
+            snapshot = self._group_report(cfg, classes, labelled, in_group)
+            outcome.report_path = self.save(
+                snapshot,
+                outcome,
+                f"the other groups of {column} in this window",
+                note=f"Current = {column} = {worst['disadvantaged']} (the disadvantaged group), "
+                f"reference = every other group of {column}, in the same window.",
+            )
         return outcome
 
-    def _group_report(self, cfg, classes, labelled, in_group) -> Path:
+    def _group_report(self, cfg, classes, labelled, in_group):
         """The disadvantaged group (current) against everyone else (reference), in Evidently."""
         from evidently import Dataset, Report
 
@@ -101,4 +111,27 @@ class BiasCheck:
                 frame_for_quality(labelled[~in_group], cfg.task), data_definition=defn
             ),
         )
-        return self.save(snapshot, "bias")
+        return snapshot
+
+
+def gap_interval(
+    frame: pd.DataFrame, column: str, gap: str, figures: dict, task: str, classes: list[str]
+) -> list[float] | None:
+    """95 % interval of a gap (high group − low group): Wald for two proportions, Welch-style
+    for the MAE gap. Shown on the incident page beside the bound."""
+    groups = frame[column].astype(str)
+    low, high = (frame[groups == g] for g in (figures["low_group"], figures["high_group"]))
+    if task == "regression":
+        a, b = (
+            (pd.to_numeric(p["prediction"]) - pd.to_numeric(p["target"])).abs().to_numpy()
+            for p in (low, high)
+        )
+        spread = [x.var(ddof=1) / len(x) if len(x) > 1 else np.nan for x in (a, b)]
+    else:
+        a, b = (GAP_INDICATORS[gap](p, classes[-1]).to_numpy(dtype=float) for p in (low, high))
+        spread = [x.mean() * (1 - x.mean()) / len(x) if len(x) else np.nan for x in (a, b)]
+    half = 1.96 * float(np.sqrt(sum(spread)))
+    if not np.isfinite(half):
+        return None
+    value = float(figures["value"])
+    return [value - half, value + half]

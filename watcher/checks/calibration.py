@@ -1,11 +1,16 @@
 """Normal ranges learnt from the reference itself, so thresholds do not cry wolf.
 
 On real data Evidently's default per-column tests flag many columns of perfectly ordinary
-windows. Like NannyML's reference chunks, we cut the reference into random chunks of the
-check's window size, compare each chunk with the rest of the reference exactly as a live
-window is compared with the whole reference, and learn each figure's spread: every column's
-drift magnitude, the headline quality and every group gap. A live figure outside
+windows. Like NannyML's reference chunks, we cut the reference into chunks of the check's
+window size, compare each chunk with the rest of the reference exactly as a live window is
+compared with the whole reference, and learn each figure's spread: every column's drift
+magnitude, the headline quality and every group gap. A live figure outside
 mean ± sigmas·std (on its bad side) is abnormal.
+
+Chunks are contiguous runs of rows by default: a real reference is ordered (seasons, regions,
+batches) and so is live traffic, so a window of consecutive rows differs from the rest more
+than a random sample of rows does. Random chunks on a weather stream made every window read
+as drift. `contiguous=False` draws rows at random (a reference known to be shuffled).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ def normal_range(
 class Calibration:
     chunk_rows: int
     rounds: int
+    chunks: str = "contiguous"  # or "random": how reference chunks were drawn
     columns: dict[str, NormalRange] = field(default_factory=dict)  # drift magnitude
     methods: dict[str, str] = field(default_factory=dict)  # the method each column was tested by
     quality: dict[str, NormalRange] = field(default_factory=dict)
@@ -64,6 +70,7 @@ class Calibration:
         return {
             "chunk_rows": self.chunk_rows,
             "rounds": self.rounds,
+            "chunks": self.chunks,
             "seconds": round(self.seconds, 2),
         }
 
@@ -83,9 +90,11 @@ def calibrate(
     quality: FiguresFn | None = None,
     group_gaps: GapsFn | None = None,
     seed: int = 0,
+    contiguous: bool = True,
 ) -> Calibration:
-    """Draw `rounds` random chunks of `chunk_rows` (at most half the reference) and learn the
-    normal range of every figure. Seeded: one reference, one calibration."""
+    """Draw `rounds` chunks of `chunk_rows` (at most half the reference; consecutive rows at
+    random starts, or random rows) and learn the normal range of every figure. Seeded: one
+    reference, one calibration."""
     started = time.perf_counter()
     chunk_rows = min(chunk_rows, len(reference) // 2)
     rng = np.random.default_rng(seed)
@@ -94,9 +103,15 @@ def calibrate(
     qualities: dict[str, list[float]] = {}
     gap_values: dict[str, dict[str, list[float]]] = {}
     for _ in range(rounds):
-        order = rng.permutation(len(reference))
-        chunk = reference.iloc[order[:chunk_rows]]
-        rest = reference.iloc[order[chunk_rows:]]
+        if contiguous:
+            start = int(rng.integers(0, len(reference) - chunk_rows + 1))
+            inside = np.zeros(len(reference), dtype=bool)
+            inside[start : start + chunk_rows] = True
+            chunk, rest = reference.iloc[inside], reference.iloc[~inside]
+        else:
+            order = rng.permutation(len(reference))
+            chunk = reference.iloc[order[:chunk_rows]]
+            rest = reference.iloc[order[chunk_rows:]]
         if drift is not None:  # the expensive part (Evidently), calibrated separately
             for col, found in drift(chunk, rest).items():
                 magnitudes.setdefault(col, []).append(found.magnitude)
@@ -114,6 +129,7 @@ def calibrate(
     return Calibration(
         chunk_rows=chunk_rows,
         rounds=rounds,
+        chunks="contiguous" if contiguous else "random",
         columns={c: normal_range(v, sigmas) for c, v in magnitudes.items()},
         methods=methods,
         quality={q: normal_range(v, sigmas, fpc) for q, v in qualities.items()},

@@ -27,6 +27,7 @@ from watcher.checks.calibration import Calibration, calibrate, size_bucket
 from watcher.checks.drift import run_drift
 from watcher.checks.drift_check import DriftCheck
 from watcher.checks.error_check import ErrorCheck
+from watcher.checks.evidently_page import save_page, verdict_markdown
 from watcher.checks.groups import direct_gaps
 from watcher.checks.outcome import (
     GROUP_PREFIX,
@@ -78,17 +79,20 @@ class ModelChecker(DriftCheck, ErrorCheck, BiasCheck):
         card = self.registry.card(self.name, version)
         spec = card.get("baseline", {}).get("drift_reference", {"kind": "reference"})
         pinned = cfg.checks.pinned_reference
+        frame, source = None, ""
         if pinned is not None:
             frame = self._stored(cfg, since=pinned.start, until=pinned.end)
             source = f"pinned window {pinned.start.isoformat()} – {pinned.end.isoformat()}"
         elif spec.get("kind") == "window":
-            frame = self._stored(cfg, start_seq=spec["start_seq"], end_seq=spec["end_seq"])
-            source = f"tuning window seq {spec['start_seq']}–{spec['end_seq']}"
-        else:
+            frame, source = self._tuning_window(cfg, spec)
+        if frame is None:
             frame = load_reference(cfg)
+            order = cfg.checks.reference_order_column
+            if order is not None and order in frame:
+                frame = frame.sort_values(order, kind="stable")
             for attribute in reference_group_columns(frame, cfg):
                 frame[GROUP_PREFIX + attribute] = frame[attribute]
-            source = f"reference set {cfg.reference.name}"
+            source = f"reference set {cfg.reference.name}{source}"
         frame = frame.reset_index(drop=True)
         preds, _ = self.serving_model(version).predict(frame)
         out = frame[[*cfg.features, *[c for c in frame if c.startswith(GROUP_PREFIX)]]].copy()
@@ -99,6 +103,20 @@ class ModelChecker(DriftCheck, ErrorCheck, BiasCheck):
         base = Baseline(out, direct_quality(out, cfg.task, classes), source, edges)
         self._baselines = {version: base}
         return base
+
+    def _tuning_window(self, cfg: ModelConfig, spec: dict) -> tuple[pd.DataFrame | None, str]:
+        """The rows a corrected version was tuned on, only those it was not trained on when
+        there are enough (its own training rows make quality look better than it is); None
+        (the reference set instead) when the window is too small to compare with."""
+        try:
+            frame = self._stored(cfg, start_seq=spec["start_seq"], end_seq=spec["end_seq"])
+        except ValueError as exc:
+            return None, f" ({exc})"
+        source = f"tuning window seq {spec['start_seq']}–{spec['end_seq']}"
+        held_out = frame[frame["seq"].isin(set(spec.get("holdout_seqs") or []))]
+        if len(held_out) >= 2 * cfg.checks.min_rows:
+            return held_out, f"{source}, {len(held_out)} held-out rows"
+        return frame, source
 
     def _stored(self, cfg: ModelConfig, **where) -> pd.DataFrame:
         frame = with_group_columns(
@@ -135,6 +153,7 @@ class ModelChecker(DriftCheck, ErrorCheck, BiasCheck):
                 key[1],
                 rounds=checks.calibration_rounds,
                 sigmas=checks.calibration_sigmas,
+                contiguous=checks.calibration_chunks == "contiguous",
                 drift=lambda chunk, rest: (
                     run_drift(
                         chunk,
@@ -152,6 +171,7 @@ class ModelChecker(DriftCheck, ErrorCheck, BiasCheck):
                 key[1],
                 rounds=max(checks.calibration_rounds, 100),  # cheap: more rounds, tighter
                 sigmas=checks.calibration_sigmas,
+                contiguous=checks.calibration_chunks == "contiguous",
                 quality=lambda chunk: direct_quality(chunk, cfg.task, classes),
                 group_gaps=lambda chunk: {
                     a: {g: v["value"] for g, v in direct_gaps(chunk, a, cfg, classes).items()}
@@ -209,9 +229,21 @@ class ModelChecker(DriftCheck, ErrorCheck, BiasCheck):
             )
         return outcome, labelled
 
-    def save(self, snapshot, kind: str) -> Path:
+    def save(self, snapshot, outcome: CheckOutcome, reference: str, note: str = "") -> Path:
+        """Keep a failing check's Evidently page, warden's verdict (the alert's words) on top."""
         self.reports.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        path = self.reports / f"{stamp}-{kind}.html"
-        snapshot.save_html(str(path))
-        return path
+        path = self.reports / f"{stamp}-{outcome.kind}.html"
+        start, end = outcome.seq_range
+        labelled = f" ({outcome.labelled_rows} labelled)" if outcome.labelled_rows else ""
+        header = verdict_markdown(
+            model=self.name,
+            version=outcome.version,
+            kind=outcome.kind,
+            severity=outcome.severity,
+            summary=outcome.summary,
+            window=f"{outcome.rows} rows{labelled}, seq {start}–{end}",
+            reference=reference,
+            note=note,
+        )
+        return save_page(snapshot, path, header)

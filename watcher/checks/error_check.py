@@ -99,5 +99,40 @@ class ErrorCheck:
             outcome.flagged_ids = labelled.loc[errors | in_slices, "prediction_id"].tolist()[
                 : checks.max_flagged_ids
             ]
-            outcome.report_path = self.save(result.snapshot, "error")
+            report = quality_page_report(labelled, base.frame, cfg.task, classes, bound)
+            outcome.report_path = self.save(
+                report,
+                outcome,
+                base.source,
+                note=f"Current = this window's labelled rows, reference = {base.source} scored by "
+                f"{version}. The one test is warden's: {headline} against its bound {bound:.3f}.",
+            )
         return outcome
+
+
+def quality_page_report(labelled, reference, task: str, classes, bound: float):
+    """Evidently's quality widgets, current beside reference; the headline tested against
+    warden's bound and no other test (Evidently's default ±20 % of reference is not ours)."""
+    from evidently import Dataset, Report
+    from evidently import metrics as m
+    from evidently.tests import gte, lte
+
+    from watcher.checks.quality import _task_definition, frame_for_quality
+
+    if task == "regression":
+        metrics = [m.MAE(tests=[lte(bound)]), m.RMSE(tests=[]), m.R2Score(tests=[])]
+    else:
+        metrics = [
+            m.Accuracy(tests=[gte(bound)]),
+            m.Precision(tests=[]),
+            m.Recall(tests=[]),
+            m.F1Score(tests=[]),
+            m.PrecisionByLabel(tests={}),
+            m.RecallByLabel(tests={}),
+        ]
+    defn = _task_definition(task, classes, [], [])
+    current, ref = (
+        Dataset.from_pandas(frame_for_quality(f, task), data_definition=defn)
+        for f in (labelled, reference)
+    )
+    return Report(metrics, include_tests=True).run(current, ref)

@@ -42,7 +42,15 @@ def _resolve_paths(cfg: WardenConfig, base: Path) -> WardenConfig:
     )
     kafka = cfg.kafka.model_copy(update={k: fix(getattr(cfg.kafka, k)) for k in SSL_FILE_KEYS})
     models = {
-        name: m.model_copy(update={"reference": fix(m.reference), "weights": fix(m.weights)})
+        name: m.model_copy(
+            update={
+                "reference": fix(m.reference),
+                "weights": fix(m.weights),
+                "vocabularies_file": fix(m.vocabularies_file),
+                "encoder_file": fix(m.encoder_file),
+                "python_path": [fix(p) for p in m.python_path],
+            }
+        )
         for name, m in cfg.models.items()
     }
     alerts = cfg.alerts.model_copy(
@@ -65,8 +73,13 @@ def _check_files(cfg: WardenConfig) -> list[str]:
     for name, m in cfg.models.items():
         if not m.reference.is_file():
             problems.append(f"  models.{name}.reference: file not found: {m.reference}")
-        if m.weights is not None and not m.weights.is_file():
-            problems.append(f"  models.{name}.weights: file not found: {m.weights}")
+        for key in ("weights", "vocabularies_file", "encoder_file"):
+            path = getattr(m, key)
+            if path is not None and not path.is_file():
+                problems.append(f"  models.{name}.{key}: file not found: {path}")
+        for folder in m.python_path:
+            if not folder.is_dir():
+                problems.append(f"  models.{name}.python_path: folder not found: {folder}")
     return problems
 
 

@@ -1,4 +1,5 @@
-"""Config of each monitored model: checks and their schedules, correction, approval."""
+"""Config of each monitored model (checks and their schedules, correction, approval), the
+daemon's start-up settings, and the whole file (`WardenConfig`)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,17 @@ class ChecksConfig(Strict):
         12, ge=5, description="reference chunks drawn to calibrate drift (each one Evidently run)"
     )
     calibration_sigmas: float = Field(3.0, gt=0, description="width of a normal range")
+    calibration_chunks: Literal["contiguous", "random"] = Field(
+        "contiguous",
+        description="contiguous: reference chunks are runs of consecutive rows (real references "
+        "are ordered by time, season or batch, as traffic windows are); random: rows drawn at "
+        "random (only for a reference known to be shuffled)",
+    )
+    reference_order_column: str | None = Field(
+        None,
+        description="a timestamp or order column of the reference to sort by before "
+        "chunking (default: the file's row order)",
+    )
     drift_method: str | None = Field(
         None, description="Evidently stattest for every column (e.g. psi, wasserstein, ks)"
     )
@@ -132,11 +144,25 @@ class ModelConfig(ModelDefinition):
     approval: ApprovalConfig = ApprovalConfig()
 
 
+class DaemonConfig(Strict):
+    """How `warden run` starts: what it waits for before it gives up with one line."""
+
+    startup_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description=(
+            "how long the start waits for the broker and the database to answer before it "
+            "exits with the address it tried"
+        ),
+    )
+
+
 class WardenConfig(Strict):
     kafka: KafkaConfig = KafkaConfig()
     storage: StorageConfig = StorageConfig()
     alerts: AlertsConfig = AlertsConfig()
     http: HttpConfig = HttpConfig()
+    daemon: DaemonConfig = DaemonConfig()
     models: dict[str, ModelConfig] = Field(default_factory=dict)
 
     @field_validator("models")

@@ -30,6 +30,13 @@ class KafkaConfig(Strict):
     session_timeout_ms: int = Field(6000, gt=0)
     heartbeat_interval_ms: int = Field(1000, gt=0)
     max_message_bytes: int = Field(1_000_000, gt=0)
+    undecodable_retries: int = Field(
+        2,
+        ge=0,
+        description="re-fetches of a record batch the client cannot decode (codec library "
+        "missing or unknown, corrupt batch, failed CRC) before its offset range is "
+        "dead-lettered and skipped",
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     ssl_cafile: Path | None = Field(None, description="CA bundle that signed the brokers' certs")
     ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")

@@ -13,8 +13,9 @@ from correctors.swap import await_approval, swap
 from correctors.training.dataset import NothingToCorrect
 from storage.db import session_scope
 from storage.queries import recent_window
-from storage.tables import Candidate
+from storage.tables import Candidate, Incident
 from watcher.alerts.message import build_alert
+from watcher.checks.change_point import find_change
 from watcher.checks.incidents import (
     MAX_CORRECTION_ATTEMPTS,
     mark_covered,
@@ -22,21 +23,28 @@ from watcher.checks.incidents import (
     open_incidents,
 )
 from watcher.config import ModelConfig
+from watcher.daemon.attempts import plan
 
 if TYPE_CHECKING:
     from watcher.daemon.service import Daemon
 
 log = structlog.get_logger("warden.daemon")
+ACTIONABLE = ("error", "bias")  # drift alone never starts a correction
+DRIFT_ONLY = "drift without quality impact is watched, not corrected"
 
 
 class Corrections:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
 
-    def next_action(self, name: str, model: ModelConfig) -> str:
+    def next_action(self, name: str, model: ModelConfig, incident: Incident | None = None) -> str:
         """What an incident's alert says happens next."""
         if not model.correction.enabled:
             return "nothing: correction is disabled for this model"
+        if incident is not None and incident.kind not in ACTIONABLE:
+            others = [i for i in open_incidents(self.daemon.engine, name) if i.kind in ACTIONABLE]
+            if not others:
+                return f"nothing yet: {DRIFT_ONLY}; a correction starts if quality drops"
         errors = self.labelled_errors(name, model)
         if errors >= model.correction.min_flagged:
             return f"correction started ({errors} labelled errors to learn from)"
@@ -54,27 +62,62 @@ class Corrections:
         if window is None:
             window = recent_window(d.engine, name, model.checks.window, labelled_only=True)
         served = window[window["model_version"] == active]
-        if model.task == "regression":
-            mae = d.registry.card(name, active).get("baseline", {}).get("mae", 0.0)
-            error = pd.to_numeric(served["prediction"]) - pd.to_numeric(served["label"])
-            return int((error.abs() > 2 * mae).sum())
-        return int((served["prediction"].astype(str) != served["label"].astype(str)).sum())
+        return int(self._errors(name, model, served).sum())
+
+    def change_start(self, name: str, model: ModelConfig, incident: Incident) -> dict:
+        """Where the change began: the start of the incident's first failing window, refined
+        by a change-point test on the champion's labelled errors around it."""
+        d = self.daemon
+        first = int(incident.window_start_seq or 0)
+        found = {"first_failing_window_start_seq": first, "seq": first, "method": "window"}
+        if incident.kind != "error":
+            return found
+        active = d.registry.active(name)
+        before = recent_window(
+            d.engine, name, model.checks.window, labelled_only=True, end_seq=first - 1
+        )
+        after = recent_window(
+            d.engine, name, model.correction.max_rows, labelled_only=True, start_seq=first
+        )
+        rows = pd.concat([f for f in (before, after) if len(f)], ignore_index=True)
+        if rows.empty:
+            return found
+        rows = rows[rows["model_version"] == active].reset_index(drop=True)
+        point = find_change(self._errors(name, model, rows).to_numpy())
+        if point is not None and point.significant:
+            found.update(seq=int(rows["seq"].iloc[point.index]), method="change point")
+            found.update(point.to_dict())
+        return found
 
     def maybe_correct(self, name: str, model: ModelConfig) -> None:
-        d = self.daemon
-        if not model.correction.enabled:
+        """Correct for open error or bias incidents (drift alone is watched, not corrected),
+        on the labelled rows since the change, when the attempt plan says it is due."""
+        d, settings = self.daemon, model.correction
+        if not settings.enabled:
             return
-        incidents = open_incidents(d.engine, name, uncovered=True)
-        if not incidents:
+        incidents = open_incidents(d.engine, name)
+        actionable = [i for i in incidents if i.kind in ACTIONABLE]
+        if not actionable:
+            if incidents:
+                log.info("correction_not_needed", model=name, reason=DRIFT_ONLY)
             return
-        window = recent_window(d.engine, name, model.checks.window, labelled_only=True)
+        primary = next((i for i in actionable if i.kind == "error"), actionable[0])
+        change = self.change_start(name, model, primary)
+        window = recent_window(
+            d.engine, name, settings.max_rows, labelled_only=True, start_seq=change["seq"]
+        )
+        due = plan(d.engine, primary, len(window), settings)
+        if not due.due:
+            log.info("correction_not_due", model=name, incident=primary.id, reason=due.reason)
+            return
         errors = self.labelled_errors(name, model, window)
-        if errors < model.correction.min_flagged:
+        if errors < settings.min_flagged:
             log.info(
                 "correction_waiting",
                 model=name,
                 labelled_errors=errors,
-                needed=model.correction.min_flagged,
+                needed=settings.min_flagged,
+                since_seq=change["seq"],
             )
             return
         drifted = sorted(
@@ -85,11 +128,14 @@ class Corrections:
                 for c in i.figures.get("drifted_columns", [])
             }
         )
-        primary = next((i for i in incidents if i.kind == "error"), incidents[0])
         log.info(
             "correction_started",
             model=name,
             incident=primary.id,
+            attempt=due.attempt,
+            why=due.reason,
+            since_seq=change["seq"],
+            change_method=change["method"],
             labelled_rows=len(window),
             labelled_errors=errors,
             drifted_columns=drifted,
@@ -100,13 +146,14 @@ class Corrections:
                 d.registry,
                 name,
                 model,
-                model.correction,
+                settings,
                 window,
                 incident_id=primary.id,
                 drifted_columns=drifted,
                 on_epoch=d.on_epoch,
                 flagged_ids={i for inc in incidents for i in (inc.flagged_ids or [])},
-                focus_group=focus_group(incidents),
+                focus_group=focus_group(actionable),
+                change={**change, "attempt": due.attempt},
             )
         except NothingToCorrect as exc:
             log.info("correction_skipped", model=name, reason=str(exc))
@@ -136,13 +183,38 @@ class Corrections:
             model=name,
             candidate=cand.id,
             status=cand.status,
+            strategy=(cand.training or {}).get("strategy"),
             reasons=cand.verdict.get("reasons"),
         )
-        self._decide(name, model, cand, primary.id)
+        self._decide(name, model, cand, primary, len(window))
 
-    def _decide(self, name: str, model: ModelConfig, cand: Candidate, incident_id: str) -> None:
+    def _errors(self, name: str, model: ModelConfig, rows: pd.DataFrame) -> pd.Series:
+        """Per labelled row: did the version that served it get it wrong?"""
+        if model.task == "regression":
+            card = self.daemon.registry.card(name, self.daemon.registry.active(name))
+            mae = card.get("baseline", {}).get("mae", 0.0)
+            error = pd.to_numeric(rows["prediction"]) - pd.to_numeric(rows["label"])
+            return error.abs() > 2 * mae
+        return rows["prediction"].astype(str) != rows["label"].astype(str)
+
+    def next_attempt(self, incident: Incident, settings, rows_now: int) -> str:
+        """What a rejection's alert says comes next."""
+        due = plan(self.daemon.engine, incident, rows_now, settings)
+        hint = f"`warden retry {incident.id}` starts another attempt at the next round"
+        if due.exhausted:
+            return f"no more automatic attempts ({due.reason}); {hint}"
+        if due.needed_rows is not None:
+            return (
+                f"attempt {due.attempt} of {settings.max_attempts} once {due.needed_rows} "
+                f"labelled rows since the change have arrived (now {rows_now}); or {hint}"
+            )
+        return f"attempt {due.attempt} of {settings.max_attempts} at the next round"
+
+    def _decide(
+        self, name: str, model: ModelConfig, cand: Candidate, incident: Incident, rows: int
+    ) -> None:
         """A rejected candidate is reported; a validated one is swapped (auto) or awaits."""
-        d = self.daemon
+        d, incident_id = self.daemon, incident.id
         metrics = {"champion": cand.champion_metrics, "candidate": cand.candidate_metrics}
         if cand.status != "validated":
             d.send_alert(
@@ -153,7 +225,9 @@ class Corrections:
                     incident_id=incident_id,
                     reasons=cand.verdict.get("reasons"),
                     metrics=metrics,
-                    next_action="nothing: the champion keeps serving",
+                    strategies=(cand.training or {}).get("strategies", []),
+                    next_action="the champion keeps serving; "
+                    + self.next_attempt(incident, model.correction, rows),
                 )
             )
         elif model.approval.mode == "auto":

@@ -3,12 +3,16 @@
 Each `WardenMetrics` owns its own `CollectorRegistry` (never the process-global one), so
 several daemons can live in one process (tests) without their series colliding.
 
-Two sources:
+Three sources:
 - pushed by the daemon after each check: `observe_check` (durations, results, drift share,
-  quality figures, group gaps);
-- read at scrape time through callbacks: the intake's cumulative counters and lag, and the open
-  incidents by (model, kind, severity). A callback that raises is logged and its series are
-  left out of that scrape; the rest of the scrape is served.
+  quality figures and their bound, group gaps);
+- read at scrape time through callbacks: the intake's cumulative counters, lag and whether it
+  is consuming, and the open incidents by (model, kind, severity);
+- read at scrape time from the store (`store=`): swaps and rollbacks from the audit log, and the
+  heartbeat age of every daemon sharing it (so one daemon reports another gone quiet).
+A callback that raises is logged and its series are left out of that scrape; the rest of the
+scrape is served. `deploy/grafana/warden.json` and `deploy/prometheus/alerts.yml` use these
+names (a test checks each against a real scrape).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -26,13 +31,14 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
-from storage.tables import Incident
+from storage.tables import DaemonHeartbeat, Event, Incident, utcnow
 
 log = structlog.get_logger("warden.metrics")
 
 QUALITY_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse", "r2")
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 INTAKE_KINDS = ("predictions", "labels", "dead_letters")
+HEARTBEATS_SINCE = timedelta(days=1)  # a daemon that died without stopping is reported a day
 # what `generate_latest` writes; newer clients call CONTENT_TYPE_LATEST the 1.0.0 text format
 CONTENT_TYPE = getattr(_exposition, "CONTENT_TYPE_PLAIN_0_0_4", _exposition.CONTENT_TYPE_LATEST)
 
@@ -79,6 +85,13 @@ class _IntakeCollector(Collector):
                 "Kafka records consumed by the intake since the daemon started.",
                 value=float(consumed),
             )
+        state = getattr(stats, "state", None)
+        if state is not None:
+            yield GaugeMetricFamily(
+                "warden_intake_consuming",
+                "1 while the intake is consuming; 0 while it joins, retries or is stopped.",
+                value=1.0 if state == "consuming" else 0.0,
+            )
         lag = getattr(stats, "lag", None)
         if lag is not None:
             yield GaugeMetricFamily(
@@ -110,6 +123,37 @@ class _IncidentsCollector(Collector):
         yield family
 
 
+class _StoreCollector(Collector):
+    """`warden_swaps_total{model}`, `warden_rollbacks_total{model}` (from the audit log) and
+    `warden_daemon_heartbeat_age_seconds{daemon}` (every daemon not cleanly stopped)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            counts, ages = store_figures(self.engine)
+        except Exception as exc:  # noqa: BLE001 - a store that is down must not break the scrape
+            log.warning("metrics_callback_failed", callback="store", error=repr(exc))
+            return
+        for kind, name, text in (
+            ("swapped", "warden_swaps", "Candidates swapped in, by model (audit log)."),
+            ("rolled_back", "warden_rollbacks", "Rollbacks, by model (audit log)."),
+        ):
+            family = CounterMetricFamily(name, text, labels=["model"])
+            for model, count in sorted(counts.get(kind, {}).items()):
+                family.add_metric([model], float(count))
+            yield family
+        family = GaugeMetricFamily(
+            "warden_daemon_heartbeat_age_seconds",
+            "Seconds since each running daemon's last heartbeat row (written every 5 s).",
+            labels=["daemon"],
+        )
+        for daemon, age in sorted(ages.items()):
+            family.add_metric([daemon], age)
+        yield family
+
+
 class WardenMetrics:
     """One daemon's metrics, in a registry of its own."""
 
@@ -117,6 +161,7 @@ class WardenMetrics:
         self,
         intake: IntakeCallback | None = None,
         incidents: IncidentsCallback | None = None,
+        store: Engine | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         self._lock = threading.Lock()
@@ -154,6 +199,13 @@ class WardenMetrics:
             ["model", "metric"],
             registry=r,
         )
+        self.quality_bound = Gauge(
+            "warden_quality_bound",
+            "The worst headline quality still normal at the last quality check (calibrated, "
+            "fixed or the configured floor): below it (above it for mae) the check fails.",
+            ["model", "metric"],
+            registry=r,
+        )
         self.group_gap = Gauge(
             "warden_group_gap",
             "Gaps between groups of a protected attribute at the last bias check.",
@@ -164,6 +216,8 @@ class WardenMetrics:
             r.register(_IntakeCollector(intake))
         if incidents is not None:
             r.register(_IncidentsCollector(incidents))
+        if store is not None:
+            r.register(_StoreCollector(store))
 
     def observe_check(
         self,
@@ -193,6 +247,9 @@ class WardenMetrics:
             value = _number(figures.get(metric))
             if value is not None:
                 self.quality.labels(model, metric).set(value)
+        headline, bound = figures.get("headline"), _number(figures.get("bound"))
+        if headline in QUALITY_METRICS and bound is not None:
+            self.quality_bound.labels(model, headline).set(bound)
         gaps = figures.get("gaps")
         if isinstance(gaps, dict):
             self._set_gaps(model, gaps)
@@ -228,3 +285,25 @@ def open_incident_counts(engine: Engine) -> dict[tuple[str, str, str], int]:
     )
     with engine.connect() as conn:
         return {(m, k, s): int(n) for m, k, s, n in conn.execute(query)}
+
+
+def store_figures(engine: Engine) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
+    """Swap and rollback counts by model, and the heartbeat age of each daemon still running."""
+    events = (
+        select(Event.kind, Event.model, func.count())
+        .where(Event.kind.in_(["swapped", "rolled_back"]))
+        .group_by(Event.kind, Event.model)
+    )
+    now = utcnow()
+    beats = select(DaemonHeartbeat.id, DaemonHeartbeat.heartbeat_at).where(
+        DaemonHeartbeat.state != "stopped", DaemonHeartbeat.heartbeat_at > now - HEARTBEATS_SINCE
+    )
+    counts: dict[str, dict[str, int]] = {}
+    ages: dict[str, float] = {}
+    with engine.connect() as conn:
+        for kind, model, n in conn.execute(events):
+            counts.setdefault(kind, {})[model or ""] = int(n)
+        for daemon, at in conn.execute(beats):
+            at = at if at.tzinfo else at.replace(tzinfo=now.tzinfo)
+            ages[daemon] = max(0.0, (now - at).total_seconds())
+    return counts, ages

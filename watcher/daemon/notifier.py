@@ -49,7 +49,7 @@ class Notifier:
                 summary=incident.summary,
                 report=incident.report_path,
                 flagged_samples=len(incident.flagged_ids or []),
-                next_action=self.daemon.corrections.next_action(name, model),
+                next_action=self.daemon.corrections.next_action(name, model, incident),
                 **where,
             )
         )

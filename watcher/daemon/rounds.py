@@ -22,6 +22,8 @@ from watcher.checks.incidents import record_outcomes
 from watcher.checks.outcome import KINDS
 from watcher.config import ModelConfig, ScheduleConfig
 from watcher.daemon.post_swap import watch_new_champion
+from watcher.pages.incident_page import publish_pages
+from watcher.pages.sources import Sources
 
 if TYPE_CHECKING:
     from watcher.daemon.service import Daemon
@@ -127,6 +129,7 @@ class CheckRounds:
                         d.notifier.incident(name, model, change)
                     elif change.reopened:
                         log.info("incident_reopened_quietly", model=name, id=change.incident.id)
+                publish_pages(Sources.of(d), name)  # incident pages, in the alerts' words
                 d.corrections.maybe_correct(name, model)
             except Exception:  # noqa: BLE001 - a failing round must not kill the schedule
                 log.exception("check_failed", model=name)

@@ -38,6 +38,7 @@ from watcher.daemon.rounds import CheckRounds
 from watcher.daemon.status import status_document
 from watcher.intake.consumer import Ingestor
 from watcher.kafka.clients import ensure_topics, make_producer
+from watcher.pages.sources import Sources
 
 log = structlog.get_logger("warden.daemon")
 CONFIG_POLL_S = 1.0
@@ -59,7 +60,9 @@ class Daemon:
         self.intake = IntakeThread(self.ingestor, self.stop_event)
         self.presence = Presence(self.engine, self.ingestor.stats, self.stop_event)
         self.metrics = WardenMetrics(
-            intake=lambda: self.ingestor.stats, incidents=lambda: open_incident_counts(self.engine)
+            intake=lambda: self.ingestor.stats,
+            incidents=lambda: open_incident_counts(self.engine),
+            store=self.engine,
         )
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -142,6 +145,7 @@ class Daemon:
                 status=lambda: status_document(self.cfg, self.engine, self.registry),
                 ready=self.ready,
                 metrics=self.metrics,
+                console=Sources.of(self),
             )
             self.http.start()
             log.info("http_listening", url=self.http.url)

@@ -2,18 +2,17 @@
 check of each kind, daemons, open incidents and candidates, read from storage and the registry
 (not from a running daemon).
 
-`status_document` / `incidents_document` build JSON-safe dicts (timestamps ISO 8601 UTC, no
-NaN); the `render_*` functions print those dicts as rich tables, and the daemon's HTTP endpoint
-serves the same documents."""
+`status_document` / `incidents_document` / `incident_document` build JSON-safe dicts
+(timestamps ISO 8601 UTC, no NaN); `watcher.pages.terminal` prints them for narrow terminals,
+and the daemon's HTTP endpoint serves the same documents (and the console built on them)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
@@ -29,6 +28,15 @@ from storage.tables import (
 )
 from watcher.config import WardenConfig
 from watcher.jsonsafe import iso, json_safe
+from watcher.pages.render import metric_rows
+from watcher.pages.sources import Sources
+from watcher.pages.story import load_story
+from watcher.pages.terminal import (  # noqa: F401 - the CLI and the demo print through these
+    render_candidates,
+    render_incident,
+    render_incidents,
+    render_status_document,
+)
 
 ALIVE_S = 30  # a daemon writes its heartbeat every 5 s
 DAEMONS_SINCE = timedelta(days=1)
@@ -83,7 +91,7 @@ def status_document(cfg: WardenConfig, engine: Engine, registry: ModelRegistry) 
         "checks": _last_checks(engine),
         "dead_letters": int(dead),
         "daemons": _daemons(engine, now),
-        "incidents": incidents_document(engine, open_only=True),
+        "incidents": incidents_document(engine, open_only=True, reports=cfg.storage.reports),
         "candidates": candidates_document(engine, limit=CANDIDATES_SHOWN),
     }
 
@@ -172,6 +180,7 @@ def candidates_document(
             "candidate_metrics": json_safe(c.candidate_metrics or {}),
             "reasons": json_safe(list((c.verdict or {}).get("reasons", []))),
             "onnx_path": c.onnx_path,
+            "watch_checks_left": c.watch_checks_left,
             "created_at": iso(c.created_at),
             "updated_at": iso(c.updated_at),
         }
@@ -180,9 +189,10 @@ def candidates_document(
 
 
 def incidents_document(
-    engine: Engine, open_only: bool = False, model: str | None = None
+    engine: Engine, open_only: bool = False, model: str | None = None, reports: Path | None = None
 ) -> list[dict]:
-    """Incidents, oldest first: all of them, or only the open ones, of one model or all."""
+    """Incidents, oldest first: all of them, or only the open ones, of one model or all; with
+    `reports` (the reports folder), the path of each incident's page where it exists."""
     query = select(Incident)
     if open_only:
         query = query.where(Incident.status == "open")
@@ -205,174 +215,72 @@ def incidents_document(
             "report_path": inc.report_path,
             "candidate_id": inc.candidate_id,
             "clean_checks": inc.clean_checks,
+            "page_path": _page(reports, inc),
         }
         for inc in rows
     ]
 
 
-# -- rendering --------------------------------------------------------------------------------
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+def _page(reports: Path | None, inc: Incident) -> str | None:
+    path = Path(reports) / inc.model / f"incident-{inc.id}.html" if reports else None
+    return str(path) if path is not None and path.exists() else None
 
 
-def _pair(champion: dict, candidate: dict, key: str) -> str:
-    return f"{_fmt(champion.get(key))} → {_fmt(candidate.get(key))}"
-
-
-def _when(iso: str | None) -> str:
-    if not iso:
-        return "-"
-    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _figures_text(figures: dict[str, Any]) -> str:
-    parts = []
-    for key, value in figures.items():
-        if key in KEY_FIGURE_LISTS:
-            parts.append(f"{key}={len(value)}")
-        elif key in KEY_FIGURE_DICTS:
-            continue
-        else:
-            parts.append(f"{key}={_fmt(value)}")
-    return ", ".join(parts) or "-"
+def incident_document(src: Sources, incident_id: int) -> dict | None:
+    """One incident's whole story (what its page shows), JSON-safe; None if there is none."""
+    story = load_story(src, incident_id)
+    if story is None:
+        return None
+    inc, w = story.incident, story.window
+    return json_safe(
+        {
+            "incident": {
+                "id": inc.id,
+                "model": inc.model,
+                "model_version": inc.model_version,
+                "kind": inc.kind,
+                "severity": inc.severity,
+                "status": inc.status,
+                "summary": inc.summary,
+                "opened_at": iso(inc.opened_at),
+                "updated_at": iso(inc.updated_at),
+                "resolved_at": iso(inc.resolved_at),
+                "clean_checks": inc.clean_checks,
+                "report_path": inc.report_path,
+                "candidate_id": inc.candidate_id,
+            },
+            "window": {
+                "rows": w.rows,
+                "labelled_rows": w.labelled_rows,
+                "start_seq": w.start_seq,
+                "end_seq": w.end_seq,
+                "start_ts": iso(w.start_ts),
+                "end_ts": iso(w.end_ts),
+            },
+            "reference": story.reference,
+            "where": story.where,
+            "next_action": story.action.text,
+            "commands": story.action.commands,
+            "flagged_samples": len(inc.flagged_ids or []),
+            "figures": inc.figures or {},
+            "history": [
+                {"at": iso(r.created_at), "passed": r.passed, "id": r.id} for r in story.history
+            ],
+            "candidates": [
+                {
+                    "id": c.id,
+                    "status": c.status,
+                    "version": c.version,
+                    "figures": metric_rows(c),
+                    "reasons": list((c.verdict or {}).get("reasons", [])),
+                }
+                for c in story.candidates
+            ],
+            "page_path": str(story.page_path),
+        }
+    )
 
 
 def render_status(cfg: WardenConfig, engine: Engine, registry: ModelRegistry, console: Console):
-    """Print `status_document` as rich tables."""
+    """Print `status_document` for a terminal of any width (80 columns included)."""
     render_status_document(status_document(cfg, engine, registry), console)
-
-
-def render_status_document(doc: dict, console: Console) -> None:
-    models = Table(title="Models")
-    for col in ("model", "active", "versions", "predictions", "labelled", "open incidents"):
-        models.add_column(col)
-    for m in doc["models"]:
-        models.add_row(
-            m["name"],
-            m["active"] or "-",
-            ", ".join(m["versions"]) or "-",
-            str(m["predictions"]),
-            str(m["labelled"]),
-            str(m["open_incidents"]),
-        )
-    console.print(models)
-    console.print(f"dead letters: {doc['dead_letters']}")
-    console.print(_daemons_table(doc["daemons"]))
-    console.print(_checks_table(doc["checks"]))
-
-    table = Table(title="Open incidents")
-    for col in ("id", "model", "kind", "severity", "opened", "summary", "report"):
-        table.add_column(col, overflow="fold")
-    for inc in doc["incidents"]:
-        table.add_row(
-            str(inc["id"]),
-            inc["model"],
-            inc["kind"],
-            inc["severity"],
-            _when(inc["opened_at"]),
-            escape(inc["summary"]),
-            inc["report_path"] or "-",
-        )
-    console.print(table)
-
-    render_candidates(doc["candidates"], console)
-
-
-def render_candidates(candidates: list[dict], console: Console) -> None:
-    table = Table(title="Candidates")
-    for col in (
-        "id",
-        "status",
-        "parent",
-        "recent acc (champ→cand)",
-        "reference acc (champ→cand)",
-        "reasons",
-    ):
-        table.add_column(col, overflow="fold")
-    for cand in candidates:
-        ch, ca = cand["champion_metrics"], cand["candidate_metrics"]
-        table.add_row(
-            cand["id"],
-            cand["status"],
-            cand["parent_version"],
-            _pair(ch, ca, "recent_holdout_accuracy"),
-            _pair(ch, ca, "reference_guarded_accuracy"),
-            escape("; ".join(str(r) for r in cand["reasons"])),
-        )
-    console.print(table)
-
-
-def _checks_table(checks: list[dict]) -> Table:
-    table = Table(title="Last checks")
-    for col in ("model", "kind", "version", "at", "result", "rows", "duration", "figures"):
-        table.add_column(col, overflow="fold")
-    for run in checks:
-        if run["skipped"]:
-            result = escape(f"skipped: {run['skipped_reason']}")
-        else:
-            result = "passed" if run["passed"] else "[red]failed[/]"
-        table.add_row(
-            run["model"],
-            run["kind"],
-            run["model_version"],
-            _when(run["at"]),
-            result,
-            f"{run['rows']} ({run['labelled_rows']} labelled)",
-            f"{run['duration_s']:.2f}s",
-            _figures_text(run["figures"]),
-        )
-    return table
-
-
-def _daemons_table(daemons: list[dict]) -> Table:
-    table = Table(title="Daemons")
-    for col in ("daemon", "seen", "intake state", "consumed", "stored", "dead", "lag", "leases"):
-        table.add_column(col, overflow="fold")
-    for d in daemons:
-        age = d["age_s"]
-        seen = f"{age:.0f}s ago" if d["alive"] else f"[red]gone ({age:.0f}s ago)[/]"
-        table.add_row(
-            d["id"],
-            seen,
-            escape(d["state"]),
-            str(d["consumed"]),
-            str(d["predictions"]),
-            str(d["dead_letters"]),
-            _fmt(d["lag"]),
-            ", ".join(d["leases"]) or "-",
-        )
-    return table
-
-
-def render_incidents(incidents: list[dict], console: Console) -> None:
-    """Print `incidents_document` as one rich table."""
-    table = Table(title="Incidents")
-    for col in (
-        "id",
-        "model",
-        "kind",
-        "severity",
-        "status",
-        "opened",
-        "updated",
-        "resolved",
-        "summary",
-        "report",
-        "candidate",
-    ):
-        table.add_column(col, overflow="fold")
-    for inc in incidents:
-        table.add_row(
-            str(inc["id"]),
-            inc["model"],
-            inc["kind"],
-            inc["severity"],
-            inc["status"],
-            _when(inc["opened_at"]),
-            _when(inc["updated_at"]),
-            _when(inc["resolved_at"]),
-            escape(inc["summary"]),
-            inc["report_path"] or "-",
-            inc["candidate_id"] or "-",
-        )
-    console.print(table)

@@ -9,7 +9,9 @@ validates and swaps; the demo then measures accuracy on shifted traffic before a
 from __future__ import annotations
 
 import collections
+import contextlib
 import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,13 +23,13 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from correctors.models.encoding import FeatureEncoder
 from correctors.models.runtime import OnnxModel
 from correctors.settings import CorrectionConfig
 from correctors.training.finetune import fine_tune
 from correctors.zoo import mlp_classifier
 from storage.tables import Event
 from watcher import logs
+from watcher.config import ModelConfig, WardenConfig
 from watcher.daemon.service import Daemon, wait_for
 from watcher.daemon.status import render_status
 from watcher.demo.credit import (
@@ -42,6 +44,9 @@ from watcher.demo.credit import (
 from watcher.kafka.broker import EmbeddedBroker
 from watcher.kafka.clients import make_producer
 from watcher.kafka.wire import encode
+from watcher.onboarding import warden_encoder
+from watcher.pages.incident_page import page_paths, publish_pages
+from watcher.pages.sources import Sources
 from watcher.serving.active import ActiveModel
 
 MODEL = "credit"
@@ -188,18 +193,26 @@ def write_config(
 
 
 def train_initial_model(folder: Path, console: Console) -> int:
+    """Write the reference set and train the built-in MLP on other rows, on the encoding the
+    daemon will use (`warden_encoder`: fitted on the reference); returns its input width."""
     # The reference is held-out labelled data, not the training set: figures calibrated on
     # the model's own training rows would be optimistic and make clean traffic look worse.
     generate(4000, NORMAL, seed=0).to_csv(folder / "reference.csv", index=False)
     training = generate(4000, NORMAL, seed=100)
-    encoder = FeatureEncoder.fit(training, NUMERIC, CATEGORICAL)
+    definition = ModelConfig(
+        factory="correctors.zoo:mlp_classifier",
+        reference=folder / "reference.csv",
+        numeric_features=NUMERIC,
+        categorical_features=CATEGORICAL,
+    )
+    encoding = warden_encoder(WardenConfig(models={MODEL: definition}), MODEL)
     torch.manual_seed(0)
-    model = mlp_classifier(encoder.width, 2)
+    model = mlp_classifier(encoding.width, len(encoding.classes))
     with console.status("training the built-in credit-risk MLP on 4,000 generated rows…"):
         result = fine_tune(
             model,
-            encoder.transform(training),
-            training["label"].to_numpy(),
+            encoding.transform(training),
+            encoding.targets(training),
             CorrectionConfig(epochs=40, patience=5, seed=0),
         )
     torch.save(result.model.state_dict(), folder / "initial-weights.pt")
@@ -207,7 +220,7 @@ def train_initial_model(folder: Path, console: Console) -> int:
         f"  trained in {result.seconds:.1f}s ({result.epochs_run} epochs), "
         f"validation loss {min(result.val_loss):.3f}"
     )
-    return encoder.width
+    return encoding.width
 
 
 NARRATIVE = {
@@ -361,12 +374,16 @@ def _conclude(console, daemon, traffic, state, started, folder, config) -> int:
     kinds = {e.kind for e in state["events"]}
     closed = {"incident_opened", "candidate_validated", "swapped"} <= kinds
     better = new_version != "v1" and scores[new_version] >= scores["v1"] + 0.1
-    reports = sorted((folder / "reports").rglob("*.html"))
-    if reports:
-        console.print(
-            f"Evidently HTML reports: {len(reports)} under {folder / 'reports'}; "
-            f"first: {reports[0]}"
-        )
+    sources = Sources.of(daemon)
+    publish_pages(sources, MODEL)  # the pages as the incidents ended, not one round before
+    pages = page_paths(sources, MODEL)
+    reports = [p for p in (folder / "reports").rglob("*.html") if p not in pages]
+    console.print(f"incident pages ({len(pages)}; the story of each incident, open in a browser):")
+    for page in pages:
+        console.print(f"  {page}", highlight=False)
+    console.print(
+        f"Evidently pages of the failing checks: {len(reports)} under {folder / 'reports'}"
+    )
     console.print(
         f"took {time.monotonic() - started:.0f}s; inspect with `warden status --config {config}`"
     )
@@ -375,6 +392,18 @@ def _conclude(console, daemon, traffic, state, started, folder, config) -> int:
             "[bold green]loop closed[/]: incident → candidate → validated → swapped, "
             f"accuracy on shifted traffic {scores['v1']:.3f} → {scores[new_version]:.3f}"
         )
-        return 0
-    console.print(f"[bold red]loop did not close[/]: events seen {sorted(kinds)}")
-    return 1
+    else:
+        console.print(f"[bold red]loop did not close[/]: events seen {sorted(kinds)}")
+    _keep_console_up(console, daemon)
+    return 0 if closed and better else 1
+
+
+def _keep_console_up(console: Console, daemon: Daemon) -> None:
+    """Print the console's address; at a terminal, keep it up until Enter (scripts and CI,
+    with no terminal, go straight on)."""
+    if daemon.http is None:
+        return
+    console.print(f"console: {daemon.http.url}/  (read-only; up while the demo runs)")
+    if sys.stdin.isatty():
+        with contextlib.suppress(EOFError, KeyboardInterrupt):
+            input("press Enter to stop the demo and its console… ")

@@ -3,12 +3,15 @@
 Polling and decoding batch N+1 overlap with the database write of batch N (one writer
 thread, at most one batch in flight), and offsets are committed only for batches whose
 transaction has committed: at-least-once, and storage is idempotent by prediction_id.
+A record batch the client cannot decode travels the same way, as one dead-letter row for
+its offset range (`watcher.intake.undecodable`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -21,7 +24,9 @@ from sqlalchemy import Engine
 from storage.intake import BatchCounts
 from watcher.config import KafkaConfig
 from watcher.intake.batch_store import BatchStore, Item, Parsed
+from watcher.intake.undecodable import UndecodableGuard
 from watcher.kafka.clients import make_consumer
+from watcher.kafka.undecodable import UndecodableBatch, locate
 from watcher.kafka.wire import BadMessage, dead_letter, parse_label, parse_prediction
 
 log = structlog.get_logger("warden.ingest")
@@ -42,6 +47,8 @@ class IngestStats:
     commit_failures: int = 0
     first_batch_at: float | None = None
     last_batch_at: float | None = None
+    undecodable_batches: int = 0  # offset ranges dead-lettered because they could not be read
+    last_undecodable: str | None = None
     lag: int | None = None
     partitions: list[str] = field(default_factory=list)
     state: str = "starting"
@@ -110,15 +117,38 @@ class InFlight:
     offsets: dict[TopicPartition, OffsetAndMetadata]
     records: int
     labels: int
+    undecodable: UndecodableBatch | None = None
+
+
+Ready = tuple[Parsed, dict[TopicPartition, OffsetAndMetadata], int]  # rows, commit, consumed
+
+
+def undecodable_batch(bad: UndecodableBatch) -> Ready:
+    """A dead-lettered range as a batch: one row, the offset after it to commit, and its
+    offsets counted as consumed (so consumed = stored + dead-lettered still holds)."""
+    row = bad.dead_letter()
+    item = Item("dead", row, bad.topic, bad.partition, bad.first_offset, None)
+    commit = {bad.tp: OffsetAndMetadata(bad.last_offset + 1, "", -1)}
+    return Parsed([item]), commit, bad.offsets
 
 
 class Ingestor:
     """Runs in its own thread; `stop` finishes the batch in hand, commits and returns."""
 
-    def __init__(self, cfg: KafkaConfig, engine: Engine, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        cfg: KafkaConfig,
+        engine: Engine,
+        stop: threading.Event,
+        on_undecodable: Callable[[UndecodableBatch], None] | None = None,
+    ) -> None:
+        """`on_undecodable` is called once a range is stored as a dead letter (the daemon's
+        intake thread sends the alert from it)."""
         self.cfg, self.engine, self.stop_event = cfg, engine, stop
+        self.on_undecodable = on_undecodable
         self.stats = IngestStats()
         self.store = BatchStore(engine, stop, on_state=self._set_state)
+        self.guard = UndecodableGuard(cfg.undecodable_retries, self._set_state, stop.wait)
         self._positions: dict[TopicPartition, int] = {}
 
     def _set_state(self, state: str) -> None:
@@ -151,24 +181,22 @@ class Ingestor:
         )
         try:
             while not self.stop_event.is_set():
-                batch = consumer.poll(
-                    timeout_ms=self.cfg.poll_timeout_ms, max_records=self.cfg.max_poll_records
-                )
-                self._observe(consumer, batch)
-                records = [r for part in batch.values() for r in part]
-                parsed = split_batch(records, self.cfg) if records else None  # overlaps the write
-                if in_flight is not None and (parsed is not None or in_flight.future.done()):
+                batch, bad = self._poll(consumer)
+                ready = self._prepare(batch, bad)  # decoding overlaps the write in flight
+                if in_flight is not None and (ready is not None or in_flight.future.done()):
                     written, in_flight = self._finish(consumer, in_flight), None
                     if not written:
                         break  # stopping while the database is down: nothing more is committed
-                if parsed is not None:
+                if ready is not None:
                     if self.stats.first_batch_at is None:
                         self.stats.first_batch_at = time.monotonic()
+                    parsed, offsets, count = ready
                     in_flight = InFlight(
                         writer.submit(self.store.store, parsed),
-                        next_offsets(records),
-                        len(records),
+                        offsets,
+                        count,
                         sum(1 for i in parsed.items if i.kind == "label"),
+                        bad,
                     )
             if in_flight is not None:  # graceful stop: finish the batch in hand, commit
                 self._finish(consumer, in_flight)
@@ -180,18 +208,56 @@ class Ingestor:
             self.stats.state = "stopped"
             log.info("ingest_stopped", **self._totals())
 
+    def _prepare(self, batch: dict, bad: UndecodableBatch | None) -> Ready | None:
+        """What to write for this poll, if anything."""
+        if bad is not None:
+            return undecodable_batch(bad)
+        records = [r for part in batch.values() for r in part]
+        if not records:
+            return None
+        return split_batch(records, self.cfg), next_offsets(records), len(records)
+
+    def _poll(self, consumer: KafkaConsumer) -> tuple[dict, UndecodableBatch | None]:
+        """One poll. A batch the client cannot decode comes back as (nothing, None) while it is
+        re-fetched, then as its offset range; any other error propagates (broker problems)."""
+        try:
+            batch = consumer.poll(
+                timeout_ms=self.cfg.poll_timeout_ms, max_records=self.cfg.max_poll_records
+            )
+        except Exception as exc:
+            located = locate(exc, consumer)
+            if located is None:
+                raise
+            return {}, self.guard.decide(consumer, located)
+        self._observe(consumer, batch)
+        if batch:
+            self.guard.progressed(batch)
+        return batch, None
+
     def _finish(self, consumer: KafkaConsumer, batch: InFlight) -> bool:
         """Wait for the batch being written, then commit its offsets. False: it was abandoned."""
         counts: BatchCounts | None = batch.future.result()
         if counts is None:
             return False
         self._account(batch.records, counts, batch.labels)
+        if batch.undecodable is not None:
+            self._undecodable_stored(batch.undecodable)
         try:
             consumer.commit(batch.offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except KafkaError as exc:  # a rebalance or an outage: the records come again, harmlessly
             self.stats.commit_failures += 1
             log.warning("commit_failed", error=repr(exc), partitions=len(batch.offsets))
         return True
+
+    def _undecodable_stored(self, bad: UndecodableBatch) -> None:
+        """The range is a dead letter now: count it and let the daemon alert."""
+        self.stats.undecodable_batches += 1
+        self.stats.last_undecodable = f"{bad.where}: {bad.error}"
+        if self.on_undecodable is not None:
+            try:
+                self.on_undecodable(bad)
+            except Exception:  # noqa: BLE001 - an alert problem must not stop the intake
+                log.exception("undecodable_alert_failed", where=bad.where)
 
     def _observe(self, consumer: KafkaConsumer, batch) -> None:
         """Track broker reachability, assignment and lag without extra requests."""

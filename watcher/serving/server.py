@@ -37,7 +37,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from correctors.models.encoding import FeatureEncoder, hashed_bag
+from correctors.models.encoding import FeatureEncoder
 from storage.registry import ModelRegistry
 from watcher.config import HttpConfig
 from watcher.http_server import HttpServer, unauthorized
@@ -107,10 +107,11 @@ def _new_ids(n: int) -> list[str]:
 def encode_rows(encoder: FeatureEncoder, rows: list[dict[str, Any]]) -> np.ndarray:
     """`encoder.transform(pd.DataFrame(rows))`, without pandas for plain JSON values.
 
-    Numeric features given as int/float/null and categorical ones as string/null are encoded
-    here directly (the same arithmetic: float64 standardisation, non-finite → 0, one-hot with
-    the `<unknown>` slot); any other value (a number as text, a bool, a number as a category)
-    takes the training encoder's own pandas path, so its coercions apply unchanged.
+    Numeric features given as int/float/null and categorical ones as string/null are parsed
+    here directly and encoded by the encoder's own arithmetic (`FeatureEncoder.assemble`:
+    standard or raw, the same code as in training); any other value (a number as text, a
+    bool, a number as a category) takes the training encoder's own pandas path, so its
+    coercions apply unchanged.
     """
     fast = _encode_plain(encoder, rows)
     if fast is not None:
@@ -120,35 +121,23 @@ def encode_rows(encoder: FeatureEncoder, rows: list[dict[str, Any]]) -> np.ndarr
 
 def _encode_plain(encoder: FeatureEncoder, rows: list[dict[str, Any]]) -> np.ndarray | None:
     n = len(rows)
-    out = np.zeros((n, encoder.width), dtype=np.float32)
-    for j, col in enumerate(encoder.numeric):
+    numeric: dict[str, np.ndarray] = {}
+    for col in encoder.numeric:
         values = [row.get(col) for row in rows]
         kinds = set(map(type, values))
         if not kinds <= _NUMERIC_TYPES:
             return None
         if int in kinds and not all(-EXACT_INT < v < EXACT_INT for v in values if type(v) is int):
             return None
-        column = np.array(values, dtype=np.float64)  # None → NaN
-        scaled = (column - encoder.means[col]) / encoder.stds[col]
-        scaled[~np.isfinite(scaled)] = 0.0
-        if encoder.clip_sd is not None:
-            np.clip(scaled, -encoder.clip_sd, encoder.clip_sd, out=scaled)
-        out[:, j] = scaled
-    col_idx, rows_idx = len(encoder.numeric), np.arange(n)
+        numeric[col] = np.array(values, dtype=np.float64)  # None → NaN
+    codes: dict[str, np.ndarray] = {}
     for col in encoder.categorical:
         values = [row.get(col) for row in rows]
         if not set(map(type, values)) <= _CATEGORICAL_TYPES:
             return None
-        vocab = encoder.vocab[col]
-        index, unknown = {v: i for i, v in enumerate(vocab)}, len(vocab)
-        codes = np.fromiter((index.get(v, unknown) for v in values), dtype=np.int64, count=n)
-        out[rows_idx, col_idx + codes] = 1.0  # None is no key: the `<unknown>` slot
-        col_idx += unknown + 1
-    for col in encoder.text:  # the training encoder's own hashing, column by column
-        texts = pd.Series([row.get(col) for row in rows], dtype=object)
-        out[:, col_idx : col_idx + encoder.buckets] = hashed_bag(texts, encoder.buckets)
-        col_idx += encoder.buckets
-    return out
+        codes[col] = encoder.codes(col, values)  # None: the `<unknown>` code
+    texts = {col: pd.Series([row.get(col) for row in rows], dtype=object) for col in encoder.text}
+    return encoder.assemble(n, numeric, codes, texts)
 
 
 _NUMERIC_TYPES = frozenset({float, int, type(None)})

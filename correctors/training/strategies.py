@@ -1,0 +1,130 @@
+"""Ways to correct a model, tried side by side within one attempt's time budget:
+
+- **fine_tune**: the champion trained further on the flagged rows, anchors and replay, to
+  convergence (early stopping with patience, the learning rate halved on plateaus);
+- **interpolate**: weights on the line from the champion to the fine-tuned model,
+  θ(α) = (1−α)·θ_champion + α·θ_fine_tuned (Ilharco et al. 2022, "Patching open-vocabulary
+  models by interpolating weights"); the gate keeps the largest α that passes;
+- **retrain**: the champion's architecture re-initialised and trained afresh on the rows since
+  the change plus the reference outside the region they contradict.
+
+Training runs in the worker process (`fine_tune_in_worker`); interpolation is arithmetic.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from correctors.settings import CorrectionConfig
+from correctors.training.dataset import Prepared
+from correctors.training.worker import FineTuneFailed, fine_tune_in_worker
+
+STRATEGIES = ("fine_tune", "interpolate", "retrain")
+INTERPOLATION_STEPS = (0.8, 0.6, 0.4, 0.2)  # α = 1 is the fine-tuned model itself
+EpochCallback = Callable[[int, float, float], None]
+
+
+@dataclass
+class Trained:
+    """One strategy's model, with how it was made."""
+
+    strategy: str
+    model: nn.Module
+    summary: dict = field(default_factory=dict)
+    alpha: float | None = None  # interpolation only
+
+    @property
+    def label(self) -> str:
+        return self.strategy if self.alpha is None else f"{self.strategy} α={self.alpha:g}"
+
+
+def interpolate(champion: nn.Module, tuned: nn.Module, alpha: float) -> nn.Module:
+    """θ(α) = (1−α)·θ_champion + α·θ_tuned for every floating tensor (buffers included);
+    integer buffers (counters) are taken from the tuned model."""
+    out = copy.deepcopy(tuned).cpu().eval()
+    start, end = champion.state_dict(), tuned.state_dict()
+    mixed = {
+        k: (1 - alpha) * start[k].cpu() + alpha * v.cpu() if v.is_floating_point() else v
+        for k, v in end.items()
+    }
+    out.load_state_dict(mixed)
+    return out
+
+
+def fresh_copy(champion: nn.Module, seed: int) -> nn.Module:
+    """The champion's architecture with every layer re-initialised (seeded)."""
+    model = copy.deepcopy(champion).cpu()
+    torch.manual_seed(seed)
+    for module in model.modules():
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
+    return model
+
+
+def _remaining(settings: CorrectionConfig, started: float) -> CorrectionConfig:
+    left = max(5.0, settings.time_budget_s - (time.perf_counter() - started))
+    return settings.model_copy(update={"time_budget_s": left})
+
+
+def train_strategies(
+    champion: nn.Module,
+    prepared: Prepared,
+    settings: CorrectionConfig,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[list[Trained], list[dict]]:
+    """Train what `settings.strategies` asks for; returns the models and, per strategy that
+    could not be trained, its failure. Raises FineTuneFailed when nothing could be trained."""
+    started = time.perf_counter()
+    wanted = list(settings.strategies)
+    trained: list[Trained] = []
+    failures: list[dict] = []
+    if "fine_tune" in wanted or "interpolate" in wanted:
+        try:
+            result = fine_tune_in_worker(
+                champion, prepared.train_x, prepared.train_y, settings, on_epoch=on_epoch
+            )
+        except FineTuneFailed as exc:
+            failures.append({"strategy": "fine_tune", "reason": exc.reason})
+        else:
+            summary = result.summary()
+            if "fine_tune" in wanted:
+                trained.append(Trained("fine_tune", result.model, summary))
+            if "interpolate" in wanted:
+                trained += [
+                    Trained("interpolate", interpolate(champion, result.model, a), {}, a)
+                    for a in INTERPOLATION_STEPS
+                ]
+    if "retrain" in wanted:
+        retrain = _remaining(
+            settings,
+            started,
+        ).model_copy(update={"learning_rate": settings.retrain_learning_rate, "l2_sp": 0.0})
+        try:
+            result = fine_tune_in_worker(
+                fresh_copy(champion, settings.seed),
+                prepared.retrain_x,
+                prepared.retrain_y,
+                retrain,
+                on_epoch=on_epoch,
+            )
+        except FineTuneFailed as exc:
+            failures.append({"strategy": "retrain", "reason": exc.reason})
+        else:
+            trained.append(Trained("retrain", result.model, result.summary()))
+    if not trained:
+        raise FineTuneFailed("; ".join(f"{f['strategy']}: {f['reason']}" for f in failures))
+    for item in trained:
+        item.summary.setdefault("rows", int(len(_rows_for(item.strategy, prepared))))
+    return trained, failures
+
+
+def _rows_for(strategy: str, prepared: Prepared) -> np.ndarray:
+    return prepared.retrain_y if strategy == "retrain" else prepared.train_y
