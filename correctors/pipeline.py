@@ -60,14 +60,22 @@ def train_candidate(
     flagged_ids: set[str] | None = None,
     focus_group: tuple[str, str] | None = None,
     change: dict | None = None,
+    base_version: str | None = None,
 ) -> Candidate:
     """Produce a validated or rejected candidate for `model` from the labelled rows since the
-    change (`window`): every strategy is trained and judged, the best that passes is kept."""
+    change (`window`): every strategy is trained and judged, the best that passes is kept.
+
+    `base_version` is the version that served when the change began: strategies start from
+    it, and it decides what was flagged and which reference rows the new data contradicts (a
+    refinement after an earlier swap starts again from there, with more rows). The gate
+    compares with the serving champion."""
     started = time.perf_counter()
     parent = registry.active(model)
     if parent is None:
         raise NothingToCorrect(f"model {model!r} has no active version to correct")
-    champion = load_champion(registry, model, parent)
+    serving = load_champion(registry, model, parent)
+    base = base_version if base_version and base_version != parent else None
+    champion = load_champion(registry, model, base) if base else serving
     try:
         prepared = prepare(
             champion,
@@ -112,10 +120,10 @@ def train_candidate(
             raise TrainingFailed(exc.reason) from exc
         task, metric = champion.task, headline(champion.task)
         focus = focus_group[0] if focus_group else None
-        champ_metrics = evaluate(champion.onnx.proba_encoded, prepared.sets, task)
+        champ_metrics = evaluate(serving.onnx.proba_encoded, prepared.sets, task)
         ranked = rank(
             trained,
-            champion.onnx.proba_encoded,
+            serving.onnx.proba_encoded,
             champ_metrics,
             prepared.sets,
             task,
@@ -127,7 +135,7 @@ def train_candidate(
         strategies = [j.row(metric) for j in ranked] + failures
         summary = {
             **prepared.counts,
-            "change": change or {},
+            "change": {**(change or {}), "base_version": base or parent},
             "strategy": chosen.label,
             "strategies": strategies,
             "fine_tune": chosen.summary,
@@ -135,6 +143,7 @@ def train_candidate(
         card = {
             "factory": champion.card["factory"],
             "factory_kwargs": champion.card["factory_kwargs"],
+            **{k: champion.card[k] for k in ("encoding", "python_path") if k in champion.card},
             "encoder": champion.encoder.to_dict(),
             "classes": champion.classes,
             "task": task,
@@ -149,7 +158,7 @@ def train_candidate(
         served = onnx_session(onnx_path)
         cand_metrics, verdict = judge_model(
             lambda x: served.run(None, {"features": x})[0],
-            champion.onnx.proba_encoded,
+            serving.onnx.proba_encoded,
             champ_metrics,
             prepared.sets,
             task,

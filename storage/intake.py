@@ -6,6 +6,8 @@ upserting by prediction_id makes Kafka redelivery harmless.
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -104,22 +106,50 @@ def _insert_dead_letters(conn, engine: Engine, dead_letters: list[dict], now) ->
 
 
 def _insert_predictions(conn, rows: list[dict], *, want_ids: bool) -> tuple[int, list[str]]:
-    """SQLite: one DBAPI executemany of INSERT … ON CONFLICT DO NOTHING, with the values
-    already in the form SQLAlchemy's SQLite types would write (UTC text timestamps, JSON text).
-    SQLAlchemy's per-row bind processing cost ~3x the insert itself (bench/ingest.py).
-    Returns the number inserted and, when `want_ids` (labels are waiting), which ids are new."""
+    """SQLite: the values in the form SQLAlchemy's SQLite types write them (UTC text
+    timestamps, compact JSON text, None as the JSON text null), inserted with multi-row
+    INSERT … VALUES … ON CONFLICT DO NOTHING. Returns the number inserted and, when
+    `want_ids` (labels are waiting), which ids are new.
+
+    Measured (bench/ingest.py, 2 cores): SQLAlchemy's per-row bind processing cost ~3x the
+    insert itself; and sqlite3's executemany releases the GIL around every row, so the poll
+    thread and this writer handed the GIL back and forth 2,000 times a batch (each time up
+    to the 5 ms switch interval). One statement per chunk releases it once per chunk."""
     ids = [r["prediction_id"] for r in rows]
     existing = _existing_ids(conn, ids) if want_ids else set()
-    cur = conn.connection.driver_connection.cursor()
-    ingested = {}  # every row of a batch has the same ingested_at: format it once
-    try:
-        inserted = 0
-        for chunk in _chunks(rows):
-            cur.executemany(_SQLITE_INSERT, [_sqlite_row(r, ingested) for r in chunk])
-            inserted += cur.rowcount
-    finally:
-        cur.close()
+    cache: dict = {}  # the timestamps a batch shares (ingested_at, labelled_at): formatted once
+    inserted, start = 0, 0
+    for size in _sqlite_chunk_sizes(len(rows)):
+        chunk = rows[start : start + size]
+        start += size
+        values = tuple(v for r in chunk for v in _sqlite_row(r, cache))
+        # exec_driver_sql: no per-value processing, but DBAPI errors still come wrapped (a
+        # locked database must stay an OperationalError, which the intake retries)
+        inserted += conn.exec_driver_sql(_sqlite_insert(size), values).rowcount
     return inserted, [i for i in ids if i not in existing] if want_ids else []
+
+
+def _sqlite_chunk_sizes(n: int) -> list[int]:
+    """Chunks of power-of-two sizes (at most SQLITE_ROWS): a handful of statement texts, so
+    sqlite3's statement cache keeps them compiled."""
+    sizes = [SQLITE_ROWS] * (n // SQLITE_ROWS)
+    rest, size = n % SQLITE_ROWS, SQLITE_ROWS
+    while rest:
+        size //= 2
+        if rest >= size:
+            sizes.append(size)
+            rest -= size
+    return sizes
+
+
+@functools.cache
+def _sqlite_insert(rows: int) -> str:
+    one = "(" + ", ".join("?" for _ in _STAGE_COLUMNS) + ")"
+    return (
+        f"INSERT INTO predictions ({', '.join(_STAGE_COLUMNS)}) VALUES "
+        + ", ".join([one] * rows)
+        + " ON CONFLICT (prediction_id) DO NOTHING"
+    )
 
 
 def _sqlite_ts(value: datetime | None) -> str | None:
@@ -131,20 +161,23 @@ def _sqlite_ts(value: datetime | None) -> str | None:
     return value.isoformat(" ", "microseconds")
 
 
+def _shared_ts(value: datetime | None, cache: dict) -> str | None:
+    if value is None:
+        return None
+    text = cache.get(value)
+    if text is None:
+        text = cache[value] = _sqlite_ts(value)
+    return text
+
+
 def _sqlite_row(r: dict, cache: dict) -> tuple:
-    """One row in the order of _STAGE_COLUMNS; `cache` holds timestamps shared by the batch.
-    JSON columns as SQLAlchemy's JSON type writes them (msgspec, None as the text null)."""
-    at, labelled = r["ingested_at"], r.get("labelled_at")
-    if at not in cache:
-        cache[at] = _sqlite_ts(at)
-    if labelled is not None and labelled not in cache:
-        cache[labelled] = _sqlite_ts(labelled)
+    """One row's values in the order of _STAGE_COLUMNS."""
     encode = msgspec.json.encode
     return (
-        r["prediction_id"], r["model"], r["model_version"], _sqlite_ts(r["ts"]), cache[at],
-        encode(r["features"]).decode(), r["prediction"], encode(r.get("scores")).decode(),
-        encode(r.get("groups")).decode(), r.get("label"),
-        None if labelled is None else cache[labelled],
+        r["prediction_id"], r["model"], r["model_version"], _sqlite_ts(r["ts"]),
+        _shared_ts(r["ingested_at"], cache), encode(r["features"]).decode(), r["prediction"],
+        encode(r.get("scores")).decode(), encode(r.get("groups")).decode(), r.get("label"),
+        _shared_ts(r.get("labelled_at"), cache),
     )  # fmt: skip
 
 
@@ -153,11 +186,9 @@ _STAGE_COLUMNS = (
     "prediction", "scores", "groups", "label", "labelled_at",
 )  # fmt: skip
 assert set(_STAGE_COLUMNS) == {c.name for c in PREDICTIONS.columns} - {"seq"}
-_SQLITE_INSERT = (
-    f"INSERT INTO predictions ({', '.join(_STAGE_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _STAGE_COLUMNS)}) "
-    "ON CONFLICT (prediction_id) DO NOTHING"
-)
+# rows per SQLite statement: 11 parameters each, within SQLite's limit of 32,766 (999 before
+# 3.32)
+SQLITE_ROWS = 2048 if sqlite3.sqlite_version_info >= (3, 32, 0) else 64
 _TIMESTAMPS = {"ts", "ingested_at", "labelled_at"}
 _JSON_COLUMNS = {"features", "scores", "groups"}
 _STAGE_DDL = (

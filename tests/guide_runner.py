@@ -26,8 +26,12 @@ from storage.db import make_engine
 from storage.tables import Prediction
 from tests.conftest import PG_URL
 from watcher.cli import app
+from watcher.config import WardenConfig
 from watcher.daemon.service import wait_for
+from watcher.demo.credit import NORMAL, SHIFTED, generate
 from watcher.kafka.broker import free_port
+from watcher.kafka.clients import make_producer
+from watcher.kafka.wire import encode
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "operators-guide.md"
@@ -37,6 +41,7 @@ DOC_ONLY_MARK = "# not run by the tests: "
 MODEL = "credit"
 TOKEN = "guide-token-" + uuid.uuid4().hex
 SHELL_SYNTAX = re.compile(r"[|<>;&`]|\$\(")
+RISK = "risk"  # the model section 13 brings
 DOCUMENTED_PORTS = {9464: "http", 8080: "serve", 8081: "serve_risk"}
 FENCE = re.compile(r"^```([\w-]*)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
 
@@ -227,3 +232,36 @@ def setup(tmp_path: Path, trained, bootstrap: str, pg_url: str | None = None) ->
     text = text.replace("kafka:9092", bootstrap)
     config.write_text(text.replace("port = 9464", f"port = {ports['http']}"))
     return Setup(data, config, env, ports)
+
+
+# -- section 13's data and traffic ------------------------------------------------------------
+
+
+def write_risk_data(data: Path) -> None:
+    """The CSV files section 13 starts from: a training set and a held-out reference."""
+    folder = data / "risk"
+    folder.mkdir()
+    for name, seed in (("train.csv", 100), ("reference.csv", 0)):
+        frame = generate(4000, NORMAL, seed=seed).rename(columns={"label": "defaulted"})
+        frame.to_csv(folder / name, index=False)
+
+
+def send_shifted_traffic(url: str, cfg: WardenConfig, rows: int, seed: int) -> None:
+    """Section 4's serving side: shifted rows through `warden serve`, then their labels."""
+    frame = generate(rows, SHIFTED, seed=seed)
+    features = cfg.models[RISK].features
+    producer = make_producer(cfg.kafka)
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for start in range(0, rows, 100):
+            chunk = frame.iloc[start : start + 100]
+            body = {
+                "rows": chunk[features].to_dict(orient="records"),
+                "groups": [{"sex": sex} for sex in chunk["sex"]],
+            }
+            answer = http.post("/predict", json=body)
+            assert answer.status_code == 200, answer.text
+            for pid, label in zip(answer.json()["prediction_ids"], chunk["label"], strict=True):
+                message = encode({"prediction_id": pid, "label": int(label)})
+                producer.send(cfg.kafka.labels_topic, key=pid.encode(), value=message)
+    producer.flush()
+    producer.close()

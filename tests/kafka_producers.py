@@ -61,8 +61,8 @@ def _recrc(buf: bytearray) -> None:
 
 def _damage(buf: bytearray, how: str) -> None:
     """`crc`: a flipped byte (the CRC fails); `record`: the last record's header count made
-    negative, CRC made to match (a corrupt batch that passes the CRC); `payload`: the compressed payload
-    zeroed, CRC made to match (the codec itself fails)."""
+    negative, CRC made to match (a corrupt batch that passes the CRC); `payload`: the
+    compressed payload zeroed, CRC made to match (the codec itself fails)."""
     if how == "crc":
         buf[-3] ^= 0xFF
     elif how == "record":

@@ -112,7 +112,7 @@ def test_warden_run_stores_every_codec_exactly_once(kafka_cfg, db_url, tmp_path)
         pid: msg["features"] for pid, msg in sent.items()
     }
     text = log.read_text()
-    assert '"kafka_codecs"' in text and "undecodable" not in text
+    assert '"kafka_codecs"' in text and '"undecodable_batch"' not in text
 
 
 def produce_lz4_stream(kafka_cfg, total: int, done: threading.Event) -> tuple[int, int]:

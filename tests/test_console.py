@@ -79,7 +79,9 @@ def test_console_shows_incidents_and_candidates_and_serves_their_pages(db_url, t
         assert f'src="{ids["open_drift"]}/evidently"' in r.text
 
         js = http.get("/assets/plotly.min.js")
-        assert js.status_code == 200 and js.headers["content-type"].startswith("application/javascript")
+        assert js.status_code == 200 and js.headers["content-type"].startswith(
+            "application/javascript"
+        )
         assert len(js.content) > 1_000_000 and b"plotly" in js.content[:2000].lower()
 
         assert http.get("/incidents/999999").status_code == 404

@@ -126,7 +126,7 @@ def assert_previous_rows_survived(engine: sa.Engine) -> None:
 def test_empty_database_to_head_matches_the_tables(db_url):
     engine = make_engine(db_url, create=False)
     assert migrate.current(engine) is None
-    assert migrate.upgrade(engine) == HEAD == "0002"
+    assert migrate.upgrade(engine) == HEAD == "0003"
     assert migrate.current(engine) == HEAD
     assert schema_diff(engine) == []
     # and make_engine (what the daemon and every command use) gets there on its own
@@ -311,4 +311,5 @@ def test_migrations_ship_with_the_package():
     assert sorted(p.name for p in versions.glob("0*.py")) == [
         "0001_initial.py",
         "0002_detection_correction.py",
+        "0003_dead_letter_ranges.py",
     ]

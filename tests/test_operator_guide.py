@@ -22,6 +22,15 @@ daemon swap the candidate in, `warden rollback` restores v1. Python blocks are e
 (`kafka:9092` replaced), TOML blocks validated against the schema, JSON messages decoded by
 the daemon's decoder. `sh-doc-only` blocks (PyPI, Docker, systemd) are not run; they must
 say why in their first line, and there must be few of them.
+
+Section 13 ("Bring your own model") runs in a setup of its own (the same config, a fresh
+data folder and broker), after the test writes the CSV files the section starts from: its
+Python blocks whose first line names a file (`# $WARDEN_DATA/models/risk_model.py`) are saved
+there (the daemon imports the module, the section runs the script), its TOML block marked
+`# add to $CONFIG` is appended to the config (checks every 3 s instead of 60), and its
+commands run as above. Before `warden candidates`, the test sends shifted traffic through the
+section's `warden serve` and its labels to Kafka, as section 4 describes, until the daemon
+has corrected the new model and swapped the candidate in.
 """
 
 from __future__ import annotations
@@ -29,39 +38,49 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import tomllib
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlmodel import Session, select
-from typer.testing import CliRunner
 
 from correctors.models.champion import load_champion, register_version
 from correctors.swap import await_approval
 from storage.db import make_engine
 from storage.registry import ModelRegistry
-from storage.tables import Candidate, Prediction
-from tests.conftest import PG_URL
+from storage.tables import Candidate, CheckRun
+from tests.guide_runner import (
+    CONFIG_MARK,
+    DOC_ONLY_MARK,
+    GUIDE,
+    MODEL,
+    RISK,
+    ROOT,
+    STOP_MARK,
+    Guide,
+    drop_postgres,
+    guide_blocks,
+    scratch_postgres,
+    send_shifted_traffic,
+    setup,
+    stored,
+    write_risk_data,
+)
 from watcher.alerts.message import sign
-from watcher.cli import app
 from watcher.config import WardenConfig, load_config
 from watcher.config.reference import COMMAND, render
 from watcher.daemon.service import wait_for
-from watcher.kafka.broker import EmbeddedBroker, free_port
+from watcher.kafka.broker import EmbeddedBroker
 from watcher.kafka.wire import parse_label, parse_prediction
 
-BYOM = "13. Bring your own model"  # run by test_bring_your_own_model_section_runs
 REFERENCE = ROOT / "docs" / "config-reference.md"
 LANGUAGES = {"sh", "sh-doc-only", "toml", "json", "python"}
+BYOM = "13. Bring your own model"  # run by test_bring_your_own_model_section_runs
+ADD_MARK = "# add to $CONFIG"
+FILE_MARK = re.compile(r"^# \$WARDEN_DATA/(\S+)\n")
+
 
 def test_config_reference_is_current():
     assert REFERENCE.read_text(encoding="utf-8") == render(), (
@@ -256,3 +275,96 @@ def check_effect(command: str, output: str, engine, registry, data: Path) -> Non
         assert output.strip() == "ok"
     elif "/metrics" in command:
         assert "warden_ingested_total" in output
+
+
+# -- section 13: bring your own model --------------------------------------------------------
+
+
+def corrected_by_traffic(ready, started: float) -> dict:
+    """Traffic until the daemon swapped a corrected `risk` in; when the first check ran."""
+    cfg = load_config(ready.config)
+    engine, registry = make_engine(cfg.storage.url), ModelRegistry(cfg.storage.registry)
+    url = f"http://127.0.0.1:{ready.ports['serve_risk']}"
+    seen: dict = {}
+
+    def swapped() -> bool:
+        if "first_check_s" not in seen:
+            with Session(engine) as session:
+                if session.exec(select(CheckRun).where(CheckRun.model == RISK)).first():
+                    seen["first_check_s"] = round(time.monotonic() - started, 1)
+        return registry.active(RISK) not in (None, "v1")
+
+    try:
+        for round_ in range(4):
+            send_shifted_traffic(url, cfg, 1500, seed=70 + round_)
+            if wait_for(swapped, 120, step_s=1.0):
+                return seen
+        pytest.fail(f"the daemon did not correct {RISK}: active {registry.active(RISK)}")
+    finally:
+        engine.dispose()
+
+
+def byom_effect(command: str, output: str, data: Path) -> None:
+    """What section 13 says each command does, checked."""
+    if command.startswith("warden model encoder") and "--json" not in command:
+        assert "width: 14 inputs" in output and "0 = '0', 1 = '1'" in output, output
+    elif command.startswith("warden model encoder"):
+        assert json.loads(output) == {"width": 14, "classes": ["0", "1"]}
+    elif "train_risk.py" in command:
+        assert "14 inputs" in output and (data / "risk" / "risk-v1.pt").is_file()
+    elif command.startswith("warden model init"):
+        assert "factory_kwargs = { n_inputs = 14, n_classes = 2 }" in output, output
+        assert (data / "risk" / "risk-init.pt").is_file()
+    elif command.startswith("warden config check"):
+        assert "ok" in output, output
+    elif "/predict" in command:
+        answer = json.loads(output)
+        assert (answer["model"], answer["version"]) == (RISK, "v1")
+    elif command.startswith("warden candidates"):
+        assert f"{RISK}-v" in output, output
+    elif command.startswith("warden status"):
+        assert json.loads(output)["active"] not in (None, "v1"), output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_bring_your_own_model_section_runs(tmp_path, trained, monkeypatch, capsys):
+    blocks = [b for b in guide_blocks() if b.section == BYOM]
+    assert blocks, f"the guide lost its section {BYOM!r}"
+    started = time.monotonic()
+    with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
+        ready = setup(tmp_path, trained, broker.bootstrap)
+        write_risk_data(ready.data)
+        monkeypatch.chdir(ready.data)
+        guide = Guide(tmp_path, ready.env, ready.ports)
+        seen: dict = {}
+        try:
+            for block in blocks:
+                named = FILE_MARK.match(block.text)
+                if block.lang == "toml" and block.text.startswith(ADD_MARK):
+                    text = block.text.replace("/var/lib/warden", str(ready.data))
+                    text = text.replace("interval_seconds = 60", "interval_seconds = 3")
+                    with ready.config.open("a", encoding="utf-8") as fh:
+                        fh.write("\n" + text)
+                elif block.lang == "python" and named:
+                    target = ready.data / named.group(1)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(block.text, encoding="utf-8")
+                elif block.lang == "python":
+                    exec(compile(block.text, f"operators-guide.md:{block.line}", "exec"), {})
+                elif block.lang == "sh":
+                    for command in block.commands():
+                        if command.startswith("warden candidates") and not guide.candidates:
+                            seen = corrected_by_traffic(ready, started)
+                            guide.candidates = True
+                        byom_effect(command, guide.run(command), ready.data)
+        finally:
+            guide.stop_all()
+    subcommands = {" ".join(c.split()[1:3]) for c in guide.ran if c.startswith("warden ")}
+    for wanted in ("model encoder", "model init", "config check", "run --config", "serve risk"):
+        assert wanted in subcommands, f"section 13 no longer runs `warden {wanted}`"
+    with capsys.disabled():
+        print(
+            f"\nsection 13: first check of {RISK} {seen.get('first_check_s')} s after the "
+            f"start, corrected after {time.monotonic() - started:.0f} s"
+        )

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from correctors.models.champion import bootstrap, load_champion
+from correctors.models.champion import bootstrap, load_champion, python_path
 from correctors.models.encoding import FeatureEncoder
 from correctors.models.preflight import check_model
 from correctors.models.runtime import OnnxModel
@@ -196,6 +196,8 @@ def test_raw_model_with_its_own_normalisation_goes_through_the_whole_loop(tmp_pa
             after = candidate.candidate_metrics["recent_holdout_accuracy"]
             assert after > before + 0.1, (before, after)
             assert registry.card(MODEL, candidate.version)["encoder"]["encoding"] == "raw"
+            new_card = registry.card(MODEL, candidate.version)  # the factory's folder, inherited
+            assert python_path(registry, MODEL, new_card) == [str(ROOT)]
 
             swap(engine, registry, candidate.id, actor="operator")
             assert registry.active(MODEL) == candidate.version

@@ -6,6 +6,7 @@ one encoded reference row and the output width; `warden run` then waits
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -37,10 +38,18 @@ def warden(*args: str, cwd: Path, timeout: float = 90) -> tuple[int, str, str, f
 
 
 def one_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    """The message: the one stderr line that is not a JSON log line of the daemon's."""
+    lines = [line for line in stderr.splitlines() if line.strip() and not log_line(line)]
     assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
     assert "Traceback" not in stderr
     return lines[0]
+
+
+def log_line(line: str) -> bool:
+    try:
+        return "event" in json.loads(line)
+    except ValueError:
+        return False
 
 
 @pytest.fixture()

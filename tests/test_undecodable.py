@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
 from sqlmodel import Session, select
 
+from storage import migrate
 from storage.db import make_engine
 from storage.tables import DeadLetter, Prediction
 from tests.kafka_producers import (
@@ -219,3 +222,28 @@ def test_warden_run_without_lz4_dead_letters_lz4_batches_and_stores_the_rest(kaf
     assert '"kafka_codec_unavailable"' in text and '"codec": "lz4"' in text
     assert '"undecodable_batch"' in text and "ingest_broker_error" not in text
     assert stored_ids(engine) == {f"{c}-{i}" for c in ("zstd", "snappy", "gzip") for i in range(50)}
+
+
+def test_revision_0003_adds_last_offset_and_keeps_the_dead_letters_there(db_url):
+    """From 0002 with a dead letter in it: the row survives as a single message (NULL)."""
+    engine = make_engine(db_url, create=False)
+    assert migrate.upgrade(engine, "0002") == "0002"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                'INSERT INTO dead_letters (fingerprint, topic, partition, "offset", reason, '
+                "payload, received_at) VALUES ('f', 't', 0, 7, 'bad', '{', :now)"
+            ),
+            {"now": datetime(2026, 1, 1, tzinfo=UTC)},
+        )
+    assert migrate.upgrade(engine) == migrate.head() == "0003"
+    assert stored_counts(engine)[2:] == (1, 1)
+    with Session(engine) as session:
+        [row] = session.exec(select(DeadLetter)).all()
+    assert (row.offset, row.last_offset) == (7, None)
+    assert migrate.downgrade(engine, "0002") == "0002"
+    with engine.connect() as conn:
+        assert "last_offset" not in {
+            c["name"] for c in sa.inspect(conn).get_columns("dead_letters")
+        }
+    assert migrate.upgrade(engine) == "0003"

@@ -52,7 +52,7 @@ def _engine(cfg):
 def config_check(
     path: Path = typer.Argument(..., help="Config file to validate."),
     files: bool = typer.Option(
-        False, "--files", help="Also fail when a named file (weights, reference, …) is missing."
+        False, "--files", help="Also fail on a missing file and check each model as `run` does."
     ),
 ) -> None:
     """Validate a config file; errors name the offending key. Files it names that are missing
@@ -211,33 +211,17 @@ def incidents(
 ) -> None:
     """Incidents (drift, error, bias): severity, status, verdict, page, candidate; with an
     ID, that incident's whole story (what its page shows)."""
-    from storage.registry import ModelRegistry
-    from watcher.daemon.status import (
-        incident_document,
-        incidents_document,
-        render_incident,
-        render_incidents,
-    )
-    from watcher.pages.sources import Sources
+    from watcher.daemon.status import incidents_view, render_incident, render_incidents
 
     cfg = _load(config)
-    engine = _engine(cfg)
-    if incident_id is not None:
-        src = Sources(lambda: cfg, engine, ModelRegistry(cfg.storage.registry), config)
-        doc = incident_document(src, incident_id)
-        if doc is None:
-            console.print(f"[red]no incident #{incident_id}[/]")
-            raise typer.Exit(1)
-        if as_json:
-            _print_json(doc)
-        else:
-            render_incident(doc, console)
-        return
-    rows = incidents_document(engine, open_only=open_only, model=model, reports=cfg.storage.reports)
+    doc = incidents_view(cfg, _engine(cfg), config, incident_id, open_only, model)
+    if doc is None:
+        console.print(f"[red]no incident #{incident_id}[/]")
+        raise typer.Exit(1)
     if as_json:
-        _print_json(rows)
+        _print_json(doc)
     else:
-        render_incidents(rows, console)
+        (render_incidents if incident_id is None else render_incident)(doc, console)
 
 
 def _print_json(value) -> None:

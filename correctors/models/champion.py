@@ -54,10 +54,20 @@ def load_champion(registry: ModelRegistry, model: str, version: str) -> Champion
     card = registry.card(model, version)
     state = load_state_dict(registry.weights_path(model, version))
     torch_model = build_model(
-        card["factory"], card["factory_kwargs"], state, card.get("python_path") or ()
+        card["factory"], card["factory_kwargs"], state, python_path(registry, model, card)
     )
     onnx = OnnxModel.load(registry, model, version)
     return Champion(version, card, onnx.encoder, onnx.classes, torch_model, onnx)
+
+
+def python_path(registry: ModelRegistry, model: str, card: dict) -> list[str]:
+    """The folders the factory was imported from: the card's, else its ancestors' (a
+    candidate's card may not repeat them)."""
+    seen: set[str] = set()
+    while card.get("python_path") is None and card.get("parent") and card["parent"] not in seen:
+        seen.add(card["parent"])
+        card = registry.card(model, card["parent"])
+    return list(card.get("python_path") or [])
 
 
 def register_version(

@@ -19,6 +19,11 @@ from torch import nn
 
 from correctors.settings import CorrectionConfig
 
+MIN_DELTA = 1e-5
+# on separable data the held-out loss creeps towards 0 for ever: below this cross-entropy
+# (~99 % confidence on every held-out row) there is nothing left to learn
+SOLVED_LOSS = 0.01
+
 
 @dataclass
 class FineTuneResult:
@@ -29,7 +34,7 @@ class FineTuneResult:
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
-    stopped_by: str = "epochs"  # "early_stopping" | "epochs" | "time_budget"
+    stopped_by: str = "epochs"  # "early_stopping" | "solved" | "epochs" | "time_budget"
     trainable_params: int = 0  # scalar parameters trained
     frozen_params: int = 0  # scalar parameters left as the champion had them
     worker: bool = False  # trained in a worker process
@@ -189,9 +194,12 @@ def fine_tune(
         plateau.step(val)
         if on_epoch is not None:
             on_epoch(epoch, result.train_loss[-1], val)
-        if val < best_loss - 1e-5:
+        if val < best_loss - MIN_DELTA:
             best_loss, best_epoch, stale = val, epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if not regression and val < SOLVED_LOSS:
+                result.stopped_by = "solved"  # held-out cross-entropy ~0: nothing left to learn
+                break
         else:
             stale += 1
             if stale >= settings.patience:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,11 +70,6 @@ def fresh_copy(champion: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-def _remaining(settings: CorrectionConfig, started: float) -> CorrectionConfig:
-    left = max(5.0, settings.time_budget_s - (time.perf_counter() - started))
-    return settings.model_copy(update={"time_budget_s": left})
-
-
 def train_strategies(
     champion: nn.Module,
     prepared: Prepared,
@@ -81,44 +77,39 @@ def train_strategies(
     on_epoch: EpochCallback | None = None,
 ) -> tuple[list[Trained], list[dict]]:
     """Train what `settings.strategies` asks for; returns the models and, per strategy that
-    could not be trained, its failure. Raises FineTuneFailed when nothing could be trained."""
-    started = time.perf_counter()
+    could not be trained, its failure. Raises FineTuneFailed when nothing could be trained.
+
+    With `correction.worker` the fine-tune and the retrain run in two worker processes at
+    once (each within `time_budget_s` and `memory_budget_mb`): an attempt takes as long as
+    the slower of the two, not their sum. Progress (`on_epoch`) reports the fine-tune."""
     wanted = list(settings.strategies)
+    jobs: dict[str, tuple] = {}
+    if "fine_tune" in wanted or "interpolate" in wanted:
+        jobs["fine_tune"] = (champion, prepared.train_x, prepared.train_y, settings, on_epoch)
+    if "retrain" in wanted:
+        retrain = settings.model_copy(
+            update={"learning_rate": settings.retrain_learning_rate, "l2_sp": 0.0}
+        )
+        fresh = fresh_copy(champion, settings.seed)
+        jobs["retrain"] = (fresh, prepared.retrain_x, prepared.retrain_y, retrain, None)
+    with ThreadPoolExecutor(max_workers=len(jobs) if settings.worker else 1) as pool:
+        futures = {name: pool.submit(fine_tune_in_worker, *job) for name, job in jobs.items()}
     trained: list[Trained] = []
     failures: list[dict] = []
-    if "fine_tune" in wanted or "interpolate" in wanted:
+    for name, future in futures.items():
         try:
-            result = fine_tune_in_worker(
-                champion, prepared.train_x, prepared.train_y, settings, on_epoch=on_epoch
-            )
+            result = future.result()
         except FineTuneFailed as exc:
-            failures.append({"strategy": "fine_tune", "reason": exc.reason})
-        else:
-            summary = result.summary()
-            if "fine_tune" in wanted:
-                trained.append(Trained("fine_tune", result.model, summary))
-            if "interpolate" in wanted:
-                trained += [
-                    Trained("interpolate", interpolate(champion, result.model, a), {}, a)
-                    for a in INTERPOLATION_STEPS
-                ]
-    if "retrain" in wanted:
-        retrain = _remaining(
-            settings,
-            started,
-        ).model_copy(update={"learning_rate": settings.retrain_learning_rate, "l2_sp": 0.0})
-        try:
-            result = fine_tune_in_worker(
-                fresh_copy(champion, settings.seed),
-                prepared.retrain_x,
-                prepared.retrain_y,
-                retrain,
-                on_epoch=on_epoch,
-            )
-        except FineTuneFailed as exc:
-            failures.append({"strategy": "retrain", "reason": exc.reason})
-        else:
-            trained.append(Trained("retrain", result.model, result.summary()))
+            failures.append({"strategy": name, "reason": exc.reason})
+            continue
+        if name == "retrain" or "fine_tune" in wanted:
+            trained.append(Trained(name, result.model, result.summary()))
+        if name == "fine_tune" and "interpolate" in wanted:
+            for alpha in INTERPOLATION_STEPS:
+                begun = time.perf_counter()
+                mixed = interpolate(champion, result.model, alpha)
+                spent = {"seconds": round(time.perf_counter() - begun, 4)}
+                trained.append(Trained("interpolate", mixed, spent, alpha))
     if not trained:
         raise FineTuneFailed("; ".join(f"{f['strategy']}: {f['reason']}" for f in failures))
     for item in trained:

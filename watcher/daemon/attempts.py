@@ -33,6 +33,7 @@ class Plan:
     reason: str  # why (not) now, in words an alert can carry
     needed_rows: int | None = None  # rows since the change the next attempt waits for
     exhausted: bool = False  # max_attempts reached: a person is needed
+    serving: bool = False  # covered by the candidate now serving (it may still be refined)
 
 
 def attempts_of(engine: Engine, incident_id: int) -> list[Candidate]:
@@ -89,7 +90,8 @@ def plan(engine: Engine, incident: Incident, rows_now: int, settings: Correction
     attempt = len(judged) + 1
     last = history[-1] if history else None
     if last is not None and last.status in COVERING:
-        return Plan(False, attempt, f"covered by {last.id} ({last.status})")
+        reason = f"covered by {last.id} ({last.status})"
+        return Plan(False, attempt, reason, serving=last.status == "active")
     if retry_requested(engine, incident.id, last.created_at if last else None):
         return Plan(True, attempt, "an operator asked for another attempt")
     if incident.correction_attempts >= MAX_CORRECTION_ATTEMPTS:
@@ -122,3 +124,40 @@ def plan(engine: Engine, incident: Incident, rows_now: int, settings: Correction
         f"waits for {wanted} labelled rows since the change (now {rows_now})",
         needed_rows=wanted,
     )
+
+
+def serving_candidate(engine: Engine, model: str, version: str | None) -> Candidate | None:
+    """The candidate that became the serving `version`, if a correction made it."""
+    with session_scope(engine) as session:
+        return session.exec(
+            select(Candidate).where(
+                Candidate.model == model, Candidate.version == version, Candidate.status == "active"
+            )
+        ).first()
+
+
+def refinement_plan(
+    engine: Engine, serving: Candidate, rows_now: int, settings: CorrectionConfig
+) -> Plan:
+    """A swapped correction learnt from the rows it had; once the rows since the change have
+    grown by `retry_growth`, another attempt starts again from the version that served before
+    the change, with all of them, and must beat the one serving. The first such attempt that
+    does not beat it means the correction has converged: no more refinements."""
+    later = [
+        c
+        for c in attempts_of(engine, serving.incident_id)
+        if c.created_at > serving.created_at and c.status != "failed"
+    ]
+    if any(c.status == "rejected" for c in later):
+        return Plan(False, len(later) + 1, f"converged: a later attempt did not beat {serving.id}")
+    if any(c.status in COVERING for c in later):
+        return Plan(False, len(later) + 1, "a later attempt is in progress")
+    had = int((serving.training or {}).get("window_labelled_rows") or 0)
+    if had >= settings.max_rows:
+        return Plan(False, len(later) + 1, f"{serving.id} learnt from max_rows rows already")
+    wanted = min(needed_rows(had, settings), settings.max_rows)
+    if rows_now >= wanted:
+        return Plan(
+            True, len(later) + 1, f"refinement: {rows_now} rows since the change (had {had})"
+        )
+    return Plan(False, len(later) + 1, f"refinement waits for {wanted} rows", needed_rows=wanted)

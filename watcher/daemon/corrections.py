@@ -24,6 +24,7 @@ from watcher.checks.incidents import (
 )
 from watcher.config import ModelConfig
 from watcher.daemon.attempts import plan
+from watcher.daemon.refinement import maybe_refine
 
 if TYPE_CHECKING:
     from watcher.daemon.service import Daemon
@@ -100,6 +101,7 @@ class Corrections:
         if not actionable:
             if incidents:
                 log.info("correction_not_needed", model=name, reason=DRIFT_ONLY)
+            maybe_refine(self, name, model)
             return
         primary = next((i for i in actionable if i.kind == "error"), actionable[0])
         change = self.change_start(name, model, primary)
@@ -109,6 +111,8 @@ class Corrections:
         due = plan(d.engine, primary, len(window), settings)
         if not due.due:
             log.info("correction_not_due", model=name, incident=primary.id, reason=due.reason)
+            if due.serving:
+                maybe_refine(self, name, model)
             return
         errors = self.labelled_errors(name, model, window)
         if errors < settings.min_flagged:
@@ -154,6 +158,7 @@ class Corrections:
                 flagged_ids={i for inc in incidents for i in (inc.flagged_ids or [])},
                 focus_group=focus_group(actionable),
                 change={**change, "attempt": due.attempt},
+                base_version=str(window["model_version"].iloc[0]),
             )
         except NothingToCorrect as exc:
             log.info("correction_skipped", model=name, reason=str(exc))
@@ -186,7 +191,7 @@ class Corrections:
             strategy=(cand.training or {}).get("strategy"),
             reasons=cand.verdict.get("reasons"),
         )
-        self._decide(name, model, cand, primary, len(window))
+        self.decide(name, model, cand, primary, len(window))
 
     def _errors(self, name: str, model: ModelConfig, rows: pd.DataFrame) -> pd.Series:
         """Per labelled row: did the version that served it get it wrong?"""
@@ -210,13 +215,15 @@ class Corrections:
             )
         return f"attempt {due.attempt} of {settings.max_attempts} at the next round"
 
-    def _decide(
+    def decide(
         self, name: str, model: ModelConfig, cand: Candidate, incident: Incident, rows: int
     ) -> None:
         """A rejected candidate is reported; a validated one is swapped (auto) or awaits."""
         d, incident_id = self.daemon, incident.id
         metrics = {"champion": cand.champion_metrics, "candidate": cand.candidate_metrics}
-        if cand.status != "validated":
+        if cand.status != "validated" and (cand.training or {}).get("change", {}).get("refinement"):
+            log.info("correction_converged", model=name, candidate=cand.id)
+        elif cand.status != "validated":
             d.send_alert(
                 build_alert(
                     "candidate_rejected",

@@ -4,6 +4,7 @@ and the incident alert that says what is wrong, where, how bad, and what happens
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from watcher.alerts.alerter import Alerter
@@ -48,6 +49,10 @@ class Notifier:
                 severity=incident.severity,
                 summary=incident.summary,
                 report=incident.report_path,
+                # the incident's own page (watcher.pages), rewritten as the incident evolves
+                page=str(
+                    Path(self.daemon.cfg.storage.reports) / name / f"incident-{incident.id}.html"
+                ),
                 flagged_samples=len(incident.flagged_ids or []),
                 next_action=self.daemon.corrections.next_action(name, model, incident),
                 **where,

@@ -179,6 +179,13 @@ def candidates_document(
             "champion_metrics": json_safe(c.champion_metrics or {}),
             "candidate_metrics": json_safe(c.candidate_metrics or {}),
             "reasons": json_safe(list((c.verdict or {}).get("reasons", []))),
+            "strategy": (c.training or {}).get("strategy"),
+            "strategies": json_safe(
+                [
+                    {k: v for k, v in row.items() if k != "training"}
+                    for row in (c.training or {}).get("strategies", [])
+                ]
+            ),
             "onnx_path": c.onnx_path,
             "watch_checks_left": c.watch_checks_left,
             "created_at": iso(c.created_at),
@@ -279,6 +286,22 @@ def incident_document(src: Sources, incident_id: int) -> dict | None:
             "page_path": str(story.page_path),
         }
     )
+
+
+def incidents_view(
+    cfg: WardenConfig,
+    engine: Engine,
+    config_path: Path,
+    incident_id: int | None,
+    open_only: bool = False,
+    model: str | None = None,
+) -> list[dict] | dict | None:
+    """What `warden incidents` shows: the list, or with an id that incident's story (None when
+    there is no such incident)."""
+    if incident_id is None:
+        return incidents_document(engine, open_only, model, reports=cfg.storage.reports)
+    src = Sources(lambda: cfg, engine, ModelRegistry(cfg.storage.registry), config_path)
+    return incident_document(src, incident_id)
 
 
 def render_status(cfg: WardenConfig, engine: Engine, registry: ModelRegistry, console: Console):

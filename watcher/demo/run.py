@@ -374,16 +374,11 @@ def _conclude(console, daemon, traffic, state, started, folder, config) -> int:
     kinds = {e.kind for e in state["events"]}
     closed = {"incident_opened", "candidate_validated", "swapped"} <= kinds
     better = new_version != "v1" and scores[new_version] >= scores["v1"] + 0.1
-    sources = Sources.of(daemon)
-    publish_pages(sources, MODEL)  # the pages as the incidents ended, not one round before
-    pages = page_paths(sources, MODEL)
-    reports = [p for p in (folder / "reports").rglob("*.html") if p not in pages]
-    console.print(f"incident pages ({len(pages)}; the story of each incident, open in a browser):")
-    for page in pages:
-        console.print(f"  {page}", highlight=False)
-    console.print(
-        f"Evidently pages of the failing checks: {len(reports)} under {folder / 'reports'}"
-    )
+    src = Sources.of(daemon)
+    publish_pages(src, MODEL)  # the pages as the incidents ended, not one round before
+    pages = "".join(f"\n  {page}" for page in page_paths(src, MODEL))
+    console.print(f"incident pages (open them in a browser):{pages}", highlight=False)
+    console.print(f"Evidently pages of the failing checks: under {folder / 'reports'}")
     console.print(
         f"took {time.monotonic() - started:.0f}s; inspect with `warden status --config {config}`"
     )
@@ -394,16 +389,9 @@ def _conclude(console, daemon, traffic, state, started, folder, config) -> int:
         )
     else:
         console.print(f"[bold red]loop did not close[/]: events seen {sorted(kinds)}")
-    _keep_console_up(console, daemon)
+    if daemon.http is not None:  # the console; at a terminal it stays up until Enter
+        console.print(f"console: {daemon.http.url}/ (read-only; up while the demo runs)")
+        if sys.stdin.isatty():
+            with contextlib.suppress(EOFError, KeyboardInterrupt):
+                input("press Enter to stop the demo and its console… ")
     return 0 if closed and better else 1
-
-
-def _keep_console_up(console: Console, daemon: Daemon) -> None:
-    """Print the console's address; at a terminal, keep it up until Enter (scripts and CI,
-    with no terminal, go straight on)."""
-    if daemon.http is None:
-        return
-    console.print(f"console: {daemon.http.url}/  (read-only; up while the demo runs)")
-    if sys.stdin.isatty():
-        with contextlib.suppress(EOFError, KeyboardInterrupt):
-            input("press Enter to stop the demo and its console… ")

@@ -76,9 +76,7 @@ class UndecodableGuard:
             retries=tries,
             action="offsets dead-lettered as one range; consuming after it",
         )
-        self.on_state(
-            f"undecodable batch at {bad.where}: {bad.error}; dead-lettered, continuing"
-        )
+        self.on_state(f"undecodable batch at {bad.where}: {bad.error}; dead-lettered, continuing")
         return bad
 
     def progressed(self, partitions: Iterable[TopicPartition]) -> None:

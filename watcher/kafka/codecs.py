@@ -85,9 +85,7 @@ def readable_codecs() -> list[str]:
 
 def describe() -> list[str]:
     """Lines for people (`warden config check`)."""
-    lines = [
-        f"{c.name}: {'yes' if c.readable else 'NO'} ({c.detail})" for c in codec_support()
-    ]
+    lines = [f"{c.name}: {'yes' if c.readable else 'NO'} ({c.detail})" for c in codec_support()]
     fast, detail = crc_support()
     lines.append(f"CRC-32C checks: {detail}")
     return lines

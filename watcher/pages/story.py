@@ -13,11 +13,12 @@ from typing import Any
 from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
-from storage.tables import Candidate, CheckRun, Incident, Prediction
+from storage.tables import Candidate, CheckRun, Event, Incident, Prediction
 from watcher.pages.actions import NextAction, next_action
 from watcher.pages.sources import Sources
 
 HISTORY_CHECKS = 50
+EVENT_PREFIXES = ("incident_", "candidate_", "awaiting_approval", "swapped", "rolled_back")
 
 
 @dataclass
@@ -40,6 +41,8 @@ class IncidentStory:
     action: NextAction
     page_path: Path
     where: list[str] = field(default_factory=list)  # the alert's "where", one line each
+    events: list[Event] = field(default_factory=list)  # its audit log: opened (in the opening
+    # alert's words), reopened, resolved, and its candidates' training, gate and swap
 
     @property
     def figures(self) -> dict[str, Any]:
@@ -81,6 +84,14 @@ def load_story(src: Sources, incident_id: int) -> IncidentStory | None:
             )
         )
         window = _window(session, incident, run)
+        subjects = [str(incident.id), *(c.id for c in candidates)]
+        events = list(
+            session.exec(
+                select(Event)
+                .where(Event.model == incident.model, Event.subject.in_(subjects))
+                .order_by(Event.id)
+            )
+        )
     cfg = src.config()
     model_cfg = cfg.models.get(incident.model)
     waiting = src.waiting_action if model_cfg is not None else None
@@ -95,6 +106,7 @@ def load_story(src: Sources, incident_id: int) -> IncidentStory | None:
         action=action,
         page_path=src.page_path(incident.model, incident.id),
         where=where_lines(incident.kind, figures),
+        events=[e for e in events if e.kind.startswith(EVENT_PREFIXES)],
     )
 
 

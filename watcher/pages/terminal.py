@@ -29,14 +29,28 @@ def when(iso: str | None) -> str:
 def item(console: Console, head: Text | str, *details: str) -> None:
     """A head line, then each detail wrapped under it with a hanging indent (no trailing
     blanks: these lines end up in logs)."""
-    console.print(head if isinstance(head, Text) else Text(head), overflow="fold")
     width = max(20, console.width)
+    head = head.copy() if isinstance(head, Text) else Text(head)
+    head.rstrip()
+    if len(head.plain) > width:  # rich would leave a blank at the end of the broken line
+        head = Text(textwrap.fill(head.plain, width=width, subsequent_indent="  "), "bold")
+    console.print(head, overflow="fold")
     for line in details:
         if line:
             wrapped = textwrap.fill(
-                line, width=width, initial_indent=" " * INDENT, subsequent_indent=" " * INDENT
+                line,
+                width=width,
+                initial_indent=" " * INDENT,
+                subsequent_indent=" " * INDENT,
+                break_on_hyphens=False,
             )
             console.print(Text(wrapped), overflow="fold")
+
+
+def commands(console: Console, lines: list[str]) -> None:
+    """Lines to copy and paste: never broken (a terminal wraps them softly)."""
+    for line in lines:
+        console.print(Text(" " * INDENT + "$ " + line), soft_wrap=True)
 
 
 def figures_summary(kind: str, figures: dict[str, Any]) -> str:
@@ -133,15 +147,17 @@ def render_incidents(incidents: list[dict], console: Console, title: str = "Inci
             (f"#{inc['id']} {inc['model']} {inc['kind']} ", "bold"),
             (inc["severity"], style),
             f" {inc['status']} · opened {when(inc['opened_at'])}",
-            f" · updated {when(inc['updated_at'])}",
-            f" · closed {when(inc['resolved_at'])}" if inc["resolved_at"] else "",
         )
-        extra = f"candidate {inc['candidate_id']}" if inc.get("candidate_id") else ""
+        times = f"updated {when(inc['updated_at'])}"
+        if inc["resolved_at"]:
+            times += f" · closed {when(inc['resolved_at'])}"
+        if inc.get("candidate_id"):
+            times += f" · candidate {inc['candidate_id']}"
         if inc.get("page_path"):
             where = f"page: {inc['page_path']}"
         else:
             where = f"report: {inc['report_path']}" if inc.get("report_path") else ""
-        item(console, head, inc["summary"], where, extra)
+        item(console, head, inc["summary"], times, where)
     if incidents:
         console.print(Text("details: warden incidents ID (or --json)", style="dim"))
 
@@ -166,7 +182,8 @@ def render_incident(doc: dict, console: Console) -> None:
         f"flagged samples: {doc['flagged_samples']} · clean checks: {inc['clean_checks']}",
     )
     item(console, Text("verdict", style="bold"), inc["summary"], *doc["where"])
-    item(console, Text("next action", style="bold"), doc["next_action"], *doc["commands"])
+    item(console, Text("next action", style="bold"), doc["next_action"])
+    commands(console, doc["commands"])
     for cand in doc["candidates"]:
         figures = " · ".join(
             f"{k} {fmt(a)} → {fmt(b)}"

@@ -1,0 +1,57 @@
+"""Refinement: a swapped correction learnt from the rows it had when it was made. As labels of
+the new truth keep arriving, the daemon tries again (from the version that served before the
+change, with all rows since it) each time they have grown by `correction.retry_growth`; the
+candidate must beat the serving version. The first that does not means it has converged."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from correctors.pipeline import NothingToCorrect, TrainingFailed, train_candidate
+from storage.db import session_scope
+from storage.queries import recent_window
+from storage.tables import Incident
+from watcher.config import ModelConfig
+from watcher.daemon.attempts import refinement_plan, serving_candidate
+
+if TYPE_CHECKING:
+    from watcher.daemon.corrections import Corrections
+
+log = structlog.get_logger("warden.daemon")
+
+
+def maybe_refine(corrections: Corrections, name: str, model: ModelConfig) -> None:
+    d, settings = corrections.daemon, model.correction
+    serving = serving_candidate(d.engine, name, d.registry.active(name))
+    change = (serving.training or {}).get("change", {}) if serving is not None else {}
+    if serving is None or serving.incident_id is None or "seq" not in change:
+        return
+    window = recent_window(
+        d.engine, name, settings.max_rows, labelled_only=True, start_seq=change["seq"]
+    )
+    due = refinement_plan(d.engine, serving, len(window), settings)
+    if not due.due:
+        return
+    with session_scope(d.engine) as session:
+        incident = session.get(Incident, serving.incident_id)
+    log.info("refinement_started", model=name, serving=serving.id, why=due.reason)
+    try:
+        cand = train_candidate(
+            d.engine,
+            d.registry,
+            name,
+            model,
+            settings,
+            window,
+            incident_id=serving.incident_id,
+            on_epoch=d.on_epoch,
+            change={**change, "attempt": due.attempt, "refinement": True},
+            base_version=change.get("base_version"),
+        )
+    except (NothingToCorrect, TrainingFailed) as exc:
+        log.info("refinement_skipped", model=name, reason=str(exc))
+        return
+    log.info("refinement_result", model=name, candidate=cand.id, status=cand.status)
+    corrections.decide(name, model, cand, incident, len(window))
