@@ -57,7 +57,7 @@ class Daemon:
         self.on_epoch = on_epoch
         self.producer = None
         self.ingestor = Ingestor(self.cfg.kafka, self.engine, self.stop_event)
-        self.intake = IntakeThread(self.ingestor, self.stop_event)
+        self.intake = IntakeThread(self.ingestor, self.stop_event, alert=self.send_alert)
         self.presence = Presence(self.engine, self.ingestor.stats, self.stop_event)
         self.metrics = WardenMetrics(
             intake=lambda: self.ingestor.stats,
@@ -175,10 +175,10 @@ class Daemon:
         self.stop_event.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        self.intake.join(timeout_s=60)  # the batch in hand is written (and may alert)
         self.notifier.drain()  # alerts already raised still go out
         if self.http is not None:
             self.http.stop()
-        self.intake.join(timeout_s=60)
         if self.producer is not None:
             self.producer.close(timeout=5)
         self.presence.leave()

@@ -79,15 +79,10 @@ def crc_support() -> tuple[bool, str]:
     return False, "pure Python (slow: ~50x; pip install crc32c)"
 
 
-def readable_codecs() -> list[str]:
-    return [c.name for c in codec_support() if c.readable]
-
-
 def describe() -> list[str]:
     """Lines for people (`warden config check`)."""
     lines = [f"{c.name}: {'yes' if c.readable else 'NO'} ({c.detail})" for c in codec_support()]
-    fast, detail = crc_support()
-    lines.append(f"CRC-32C checks: {detail}")
+    lines.append(f"CRC-32C checks: {crc_support()[1]}")
     return lines
 
 
