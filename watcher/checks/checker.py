@@ -45,6 +45,7 @@ from watcher.checks.slices import bin_edges
 from watcher.config import ModelConfig
 
 log = structlog.get_logger("warden.detection")
+ORDER_COLUMNS = {"ts", "timestamp", "time", "date"}  # a reference with one is ordered
 
 
 class ModelChecker(DriftCheck, ErrorCheck, BiasCheck):
@@ -79,7 +80,7 @@ class ModelChecker(DriftCheck, ErrorCheck, BiasCheck):
         card = self.registry.card(self.name, version)
         spec = card.get("baseline", {}).get("drift_reference", {"kind": "reference"})
         pinned = cfg.checks.pinned_reference
-        frame, source = None, ""
+        frame, source, ordered = None, "", False
         if pinned is not None:
             frame = self._stored(cfg, since=pinned.start, until=pinned.end)
             source = f"pinned window {pinned.start.isoformat()} – {pinned.end.isoformat()}"
@@ -90,6 +91,7 @@ class ModelChecker(DriftCheck, ErrorCheck, BiasCheck):
             order = cfg.checks.reference_order_column
             if order is not None and order in frame:
                 frame = frame.sort_values(order, kind="stable")
+            ordered = (order is not None and order in frame) or bool(ORDER_COLUMNS & set(frame))
             for attribute in reference_group_columns(frame, cfg):
                 frame[GROUP_PREFIX + attribute] = frame[attribute]
             source = f"reference set {cfg.reference.name}{source}"
@@ -100,7 +102,9 @@ class ModelChecker(DriftCheck, ErrorCheck, BiasCheck):
         out["target"] = frame["label"].astype(str)
         classes = self.serving_model(version).classes
         edges = {c: bin_edges(out[c], cfg.checks.slice_bins) for c in cfg.numeric_features}
-        base = Baseline(out, direct_quality(out, cfg.task, classes), source, edges)
+        chunks = cfg.checks.calibration_chunks
+        ordered = chunks == "contiguous" or (chunks == "auto" and ordered)
+        base = Baseline(out, direct_quality(out, cfg.task, classes), source, edges, ordered)
         self._baselines = {version: base}
         return base
 
@@ -153,7 +157,7 @@ class ModelChecker(DriftCheck, ErrorCheck, BiasCheck):
                 key[1],
                 rounds=checks.calibration_rounds,
                 sigmas=checks.calibration_sigmas,
-                contiguous=checks.calibration_chunks == "contiguous",
+                contiguous=base.ordered,
                 drift=lambda chunk, rest: (
                     run_drift(
                         chunk,
@@ -171,7 +175,7 @@ class ModelChecker(DriftCheck, ErrorCheck, BiasCheck):
                 key[1],
                 rounds=max(checks.calibration_rounds, 100),  # cheap: more rounds, tighter
                 sigmas=checks.calibration_sigmas,
-                contiguous=checks.calibration_chunks == "contiguous",
+                contiguous=base.ordered,
                 quality=lambda chunk: direct_quality(chunk, cfg.task, classes),
                 group_gaps=lambda chunk: {
                     a: {g: v["value"] for g, v in direct_gaps(chunk, a, cfg, classes).items()}

@@ -120,7 +120,11 @@ def quality_page_report(labelled, reference, task: str, classes, bound: float):
     from watcher.checks.quality import _task_definition, frame_for_quality
 
     if task == "regression":
-        metrics = [m.MAE(tests=[lte(bound)]), m.RMSE(tests=[]), m.R2Score(tests=[])]
+        metrics = [
+            m.MAE(mean_tests=[lte(bound)], std_tests=[]),
+            m.RMSE(tests=[]),
+            m.R2Score(tests=[]),
+        ]
     else:
         metrics = [
             m.Accuracy(tests=[gte(bound)]),

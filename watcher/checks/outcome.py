@@ -52,6 +52,7 @@ class Baseline:
     quality: dict[str, float]
     source: str
     edges: dict[str, np.ndarray]
+    ordered: bool = False  # calibrate on contiguous chunks too (see calibration.py)
     calibrations: dict[tuple[str, int], Calibration] = field(default_factory=dict)
 
 

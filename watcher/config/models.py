@@ -80,11 +80,12 @@ class ChecksConfig(Strict):
         12, ge=5, description="reference chunks drawn to calibrate drift (each one Evidently run)"
     )
     calibration_sigmas: float = Field(3.0, gt=0, description="width of a normal range")
-    calibration_chunks: Literal["contiguous", "random"] = Field(
-        "contiguous",
-        description="contiguous: reference chunks are runs of consecutive rows (real references "
-        "are ordered by time, season or batch, as traffic windows are); random: rows drawn at "
-        "random (only for a reference known to be shuffled)",
+    calibration_chunks: Literal["auto", "contiguous", "random"] = Field(
+        "auto",
+        description="contiguous: every other reference chunk is a run of consecutive rows (an "
+        "ordered reference: time, season, batch), the others random rows; random: every chunk "
+        "random rows; auto: contiguous when the reference has an order (reference_order_column, "
+        "or a ts/timestamp/time/date column), else random",
     )
     reference_order_column: str | None = Field(
         None,

@@ -24,6 +24,7 @@ from watcher.checks.incidents import MAX_CORRECTION_ATTEMPTS
 
 COVERING = ("training", "validated", "awaiting_approval", "active")
 RETRY_REQUESTED = "correction_retry_requested"
+CONVERGED_AFTER = 2  # refinements in a row that do not beat the serving version
 
 
 @dataclass(frozen=True)
@@ -140,21 +141,26 @@ def refinement_plan(
     engine: Engine, serving: Candidate, rows_now: int, settings: CorrectionConfig
 ) -> Plan:
     """A swapped correction learnt from the rows it had; once the rows since the change have
-    grown by `retry_growth`, another attempt starts again from the version that served before
-    the change, with all of them, and must beat the one serving. The first such attempt that
-    does not beat it means the correction has converged: no more refinements."""
+    grown by `retry_growth` (over the last attempt), another attempt starts again from the
+    version that served before the change, with all of them, and must beat the one serving.
+    `CONVERGED_AFTER` attempts in a row that do not beat it mean the correction has converged
+    (one alone may be noise, or a gradual drift still under way)."""
     later = [
         c
         for c in attempts_of(engine, serving.incident_id)
         if c.created_at > serving.created_at and c.status != "failed"
     ]
-    if any(c.status == "rejected" for c in later):
-        return Plan(False, len(later) + 1, f"converged: a later attempt did not beat {serving.id}")
+    rejected = [c for c in later if c.status == "rejected"]
+    if len(rejected) >= CONVERGED_AFTER:
+        return Plan(
+            False, len(later) + 1, f"converged: {len(rejected)} later attempts did not beat it"
+        )
     if any(c.status in COVERING for c in later):
         return Plan(False, len(later) + 1, "a later attempt is in progress")
-    had = int((serving.training or {}).get("window_labelled_rows") or 0)
+    last = later[-1] if later else serving
+    had = int((last.training or {}).get("window_labelled_rows") or 0)
     if had >= settings.max_rows:
-        return Plan(False, len(later) + 1, f"{serving.id} learnt from max_rows rows already")
+        return Plan(False, len(later) + 1, f"{last.id} learnt from max_rows rows already")
     wanted = min(needed_rows(had, settings), settings.max_rows)
     if rows_now >= wanted:
         return Plan(
