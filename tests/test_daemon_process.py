@@ -19,6 +19,7 @@ from sqlmodel import Session
 from storage.db import make_engine
 from storage.tables import CheckRun, DeadLetter, Lease, Prediction
 from tests.helpers import setup_model, store_traffic
+from tests.kafka_producers import intake_config
 from tests.test_ingest import prediction
 from watcher.daemon.service import Daemon, wait_for
 from watcher.demo.credit import NORMAL
@@ -27,29 +28,6 @@ from watcher.kafka.clients import make_producer
 from watcher.kafka.wire import encode
 
 TOTAL, BAD_EVERY = 20_000, 500
-
-
-def intake_only_config(folder: Path, kafka_cfg, db_url: str) -> Path:
-    path = folder / "warden.toml"
-    path.write_text(
-        f"""
-[kafka]
-bootstrap_servers = "{kafka_cfg.bootstrap_servers}"
-group_id = "{kafka_cfg.group_id}"
-predictions_topic = "{kafka_cfg.predictions_topic}"
-labels_topic = "{kafka_cfg.labels_topic}"
-alerts_topic = "{kafka_cfg.alerts_topic}"
-
-[storage]
-url = "{db_url}"
-registry = "registry"
-reports = "reports"
-
-[http]
-port = 0
-"""
-    )
-    return path
 
 
 def start_daemon(config: Path, log: Path) -> subprocess.Popen:
@@ -88,7 +66,7 @@ def produce_stream(kafka_cfg, done: threading.Event) -> None:
 def test_kill_minus_9_mid_stream_then_restart_loses_and_duplicates_nothing(
     kafka_cfg, db_url, tmp_path
 ):
-    config = intake_only_config(tmp_path, kafka_cfg, db_url)
+    config = intake_config(tmp_path, kafka_cfg, db_url)
     engine = make_engine(db_url)
     log = tmp_path / "daemon.log"
     first = start_daemon(config, log)

@@ -23,13 +23,7 @@ def undecodable_alert(bad: UndecodableBatch) -> dict:
         "undecodable_batch",
         ALERT_MODEL,
         severity="high",
-        topic=bad.topic,
-        partition=bad.partition,
-        first_offset=bad.first_offset,
-        last_offset=bad.last_offset,
-        offsets=bad.offsets,
-        error=bad.error,
-        detail=bad.detail,
+        **bad.fields(),
         summary=f"record batch at {bad.where} could not be decoded ({bad.error}); its "
         f"{bad.offsets} offset(s) were dead-lettered and skipped",
         next_action="check `warden config check` for the codecs this install reads, or the "

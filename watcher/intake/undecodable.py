@@ -66,13 +66,7 @@ class UndecodableGuard:
         skip_past(consumer, bad)
         log.error(
             "undecodable_batch",
-            topic=bad.topic,
-            partition=bad.partition,
-            first_offset=bad.first_offset,
-            last_offset=bad.last_offset,
-            offsets=bad.offsets,
-            error=bad.error,
-            detail=bad.detail,
+            **bad.fields(),
             retries=tries,
             action="offsets dead-lettered as one range; consuming after it",
         )

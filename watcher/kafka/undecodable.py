@@ -54,6 +54,18 @@ class UndecodableBatch:
     def where(self) -> str:
         return f"{self.topic}:{self.partition} offsets {self.first_offset}-{self.last_offset}"
 
+    def fields(self) -> dict[str, Any]:
+        """Where and why, as the log line and the alert both carry it."""
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "first_offset": self.first_offset,
+            "last_offset": self.last_offset,
+            "offsets": self.offsets,
+            "error": self.error,
+            "detail": self.detail,
+        }
+
     def dead_letter(self) -> dict[str, Any]:
         """The dead-letter row for the whole range; its fingerprint is the range itself, so
         the same range dead-lettered again after a restart is one row."""
