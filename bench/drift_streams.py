@@ -316,8 +316,11 @@ def daemon_milestones(folder: Path, run: Run) -> dict:
     finally:
         db.close()
     utc = lambda s: s if s is None or "+" in s else s + "+00:00"  # noqa: E731 - SQLite is naive
-    strategies = [json.loads(t or "{}").get("strategy") for _, _, t in cands]
+    summaries = [json.loads(t or "{}") for _, _, t in cands]
+    strategies = [t.get("strategy") for t in summaries]
     return {
+        "attempt_seconds": [t["seconds_total"] for t in summaries if "seconds_total" in t],
+        "strategy_seconds": strategy_seconds(summaries),
         "incident_row": _row_at(run, utc(opened)),
         "swap_row": _row_at(run, utc(swaps[0])) if swaps else None,
         "candidates": [
@@ -325,6 +328,34 @@ def daemon_milestones(folder: Path, run: Run) -> dict:
         ],
         "rollbacks": rollbacks,
     }
+
+
+def strategy_seconds(summaries: list[dict]) -> dict[str, list[float]]:
+    """Per strategy, the training seconds of each attempt (worker time where it had one)."""
+    out: dict[str, list[float]] = {}
+    for summary in summaries:
+        for row in summary.get("strategies", []):
+            training = row.get("training") or {}
+            seconds = training.get("worker_seconds", training.get("seconds"))
+            if seconds is not None:
+                out.setdefault(row["strategy"].split(" ")[0], []).append(float(seconds))
+    return out
+
+
+def print_times(results: list[dict]) -> None:
+    """Correction time per attempt and per strategy, over every run (medians, maxima)."""
+    attempts = [s for r in results for s in r["attempt_seconds"]]
+    if attempts:
+        print(
+            f"correction time per attempt: median {np.median(attempts):.1f} s, "
+            f"max {max(attempts):.1f} s over {len(attempts)} attempts"
+        )
+    merged: dict[str, list[float]] = {}
+    for r in results:
+        for name, values in r["strategy_seconds"].items():
+            merged.setdefault(name, []).extend(values)
+    for name, values in sorted(merged.items()):
+        print(f"  {name}: median {np.median(values):.3f} s, max {max(values):.3f} s")
 
 
 def river_prequential(frame: pd.DataFrame, model) -> np.ndarray:
@@ -409,6 +440,7 @@ def main() -> int:
             run = Run(name, seed)
             stream_through_warden(folder, frame, run, args.rate)
             results.append(report(spec, seed, folder, frame, run, args.change))
+    print_times(results)
     print(json.dumps(results, default=str))
     return 0
 

@@ -59,9 +59,17 @@ class CorrectionConfig(Strict):
     replay_ratio: float = Field(3.0, ge=0, description="replayed reference rows per flagged row")
     holdout_fraction: float = Field(0.3, gt=0, lt=1, description="recent rows kept for the gate")
     reference_holdout_fraction: float = Field(0.3, gt=0, lt=1)
-    min_improvement: float = Field(0.01, ge=0, description="accuracy gain needed on recent data")
+    min_improvement: float = Field(
+        0.01,
+        ge=0,
+        description="gain needed on the recent holdout (also paired-significant at "
+        "paired_alpha, and better than the best constant answer)",
+    )
     forgetting_tolerance: float = Field(
-        0.02, ge=0, description="accuracy loss allowed on reference"
+        0.02,
+        ge=0,
+        description="loss allowed on the guarded reference (beyond it, a loss fails when "
+        "the paired test finds it real at paired_alpha)",
     )
     group_gap_tolerance: float = Field(
         0.03, ge=0, description="per-group accuracy loss, and gap widening, the gate allows"

@@ -12,7 +12,7 @@ import numpy as np
 from correctors.models.modeling import predict_outputs
 from correctors.settings import CorrectionConfig
 from correctors.training.strategies import Trained
-from correctors.validation.gate import EvalSet, Verdict, evaluate, headline, judge
+from correctors.validation.gate import GUARDED, EvalSet, Verdict, evaluate, headline, judge
 from correctors.validation.paired import PairedLoss, losses
 
 OutputFn = Callable[[np.ndarray], np.ndarray]
@@ -36,21 +36,31 @@ class Judged:
         }
 
 
-FAILURE_WORDS = ("does not", "forgets", "regresses", "widens", "failed", "cannot", "no recent")
+FAILURE_WORDS = (
+    "does not",
+    "not significant",
+    "forgets",
+    "regresses",
+    "widens",
+    "failed",
+    "cannot",
+    "no recent",
+)
 
 
 def _is_failure(reason: str) -> bool:
     return any(word in reason for word in FAILURE_WORDS)
 
 
-def paired_groups(
+def paired_sets(
     champion: OutputFn, candidate: OutputFn, sets: list[EvalSet], task: str
 ) -> dict[str, PairedLoss]:
-    """Per group set of the recent holdout, the two models' per-row losses, paired."""
+    """The recent holdout, each of its groups and the guarded reference: the two models'
+    per-row losses, paired."""
     return {
         s.name: PairedLoss.of(losses(champion(s.x), s.y, task), losses(candidate(s.x), s.y, task))
         for s in sets
-        if s.name.startswith("group:")
+        if s.name.startswith("group:") or s.name in ("recent_holdout", GUARDED)
     }
 
 
@@ -66,7 +76,7 @@ def judge_model(
     focus_attribute: str | None,
 ) -> tuple[dict, Verdict]:
     metrics = evaluate(outputs, sets, task)
-    paired = paired_groups(champion, outputs, sets, task)
+    paired = paired_sets(champion, outputs, sets, task)
     verdict = judge(
         champion_metrics, metrics, parity_max_abs_diff, shifted, settings, paired, focus_attribute
     )

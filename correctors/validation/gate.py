@@ -2,9 +2,13 @@
 
 Rules, every one recorded in the verdict with its figures:
 1. ONNX parity: torch and onnxruntime agree within `parity_tolerance`.
-2. Present truth: accuracy on the recent held-out window beats the champion by `min_improvement`.
+2. Present truth: on the recent held-out window the candidate beats the champion by
+   `min_improvement`, the paired test on those same rows (McNemar / paired t) says the gain is
+   real at `paired_alpha`, and it beats the no-skill answer (the holdout's majority class, or
+   its median for regression): a candidate merely less wrong than a broken champion is no fix.
 3. No forgetting: on reference holdout rows that still hold (outside the shifted region), the
-   candidate loses at most `forgetting_tolerance` accuracy against the champion.
+   candidate loses at most `forgetting_tolerance` accuracy against the champion, or the
+   paired test on those rows does not find the loss real at `paired_alpha`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from correctors.settings import CorrectionConfig
 from correctors.validation.paired import PairedLoss, gap_change
 
 ProbaFn = Callable[[np.ndarray], np.ndarray]
+GUARDED = "reference_guarded"  # the reference holdout outside the shifted region
 
 
 @dataclass
@@ -62,7 +67,18 @@ def evaluate(
     for data in sets:
         out[f"{data.name}_{metric}"] = score(proba, data, task)
         out[f"{data.name}_rows"] = len(data.y)
+        if data.name == "recent_holdout":
+            out[f"recent_holdout_no_skill_{metric}"] = no_skill(data, task)
     return out
+
+
+def no_skill(data: EvalSet, task: str) -> float | None:
+    """The headline of the best constant answer on these rows (majority class, median)."""
+    if len(data.y) == 0:
+        return None
+    if task == "regression":
+        return float(np.abs(data.y - np.median(data.y)).mean())
+    return float(np.bincount(np.asarray(data.y, dtype=np.int64)).max() / len(data.y))
 
 
 def _gain(champ: float, cand: float, metric: str) -> float:
@@ -92,43 +108,22 @@ def judge(
         reasons.append(f"ONNX parity ok: max abs diff {parity_max_abs_diff:.2e}")
 
     metric = "mae" if "recent_holdout_mae" in champion else "accuracy"
-    champ_recent, cand_recent = (
-        champion[f"recent_holdout_{metric}"],
-        candidate[f"recent_holdout_{metric}"],
-    )
-    if champ_recent is None or cand_recent is None:
-        passed = False
-        reasons.append("no recent held-out labels: cannot judge the present")
-    elif _gain(champ_recent, cand_recent, metric) < settings.min_improvement:
-        passed = False
-        reasons.append(
-            f"recent holdout {metric} {cand_recent:.3f} does not beat the champion's "
-            f"{champ_recent:.3f} by {settings.min_improvement}"
-        )
-    else:
-        reasons.append(f"recent holdout {metric} {champ_recent:.3f} -> {cand_recent:.3f}")
-
-    champ_ref, cand_ref = (
-        champion[f"reference_guarded_{metric}"],
-        candidate[f"reference_guarded_{metric}"],
-    )
-    if champ_ref is not None and cand_ref is not None:
-        if _gain(champ_ref, cand_ref, metric) < -settings.forgetting_tolerance:
-            passed = False
-            reasons.append(
-                f"forgets the reference: {metric} {cand_ref:.3f} vs champion {champ_ref:.3f} "
-                f"(tolerance {settings.forgetting_tolerance})"
-            )
-        else:
-            reasons.append(f"reference guard held: {champ_ref:.3f} -> {cand_ref:.3f}")
-    flagged_rule(champion, candidate, reasons)
     task = "regression" if metric == "mae" else "classification"
+    if not present_rule(
+        champion, candidate, settings, reasons, (paired or {}).get("recent_holdout"), task
+    ):
+        passed = False
+
+    if not guard_rule(champion, candidate, settings, reasons, (paired or {}).get(GUARDED), task):
+        passed = False
+    flagged_rule(champion, candidate, reasons)
     if not group_rules(champion, candidate, settings, reasons, paired or {}, task, focus_attribute):
         passed = False
     if shifted.get("concept_shift"):
         reasons.append(
             f"excluded {shifted['reference_excluded']} reference holdout rows in the shifted "
-            "region (recent labels contradict them) from the no-forgetting check"
+            "region (recent labels contradict them or do not confirm them) from the "
+            "no-forgetting check"
         )
     else:
         reasons.append("no concept shift found: the whole reference holdout was guarded")
@@ -143,10 +138,92 @@ def judge(
             "bias_gap_rule": settings.bias_gap_rule,
         },
         "holdout_rows": {k[: -len("_rows")]: v for k, v in champion.items() if k.endswith("_rows")},
-        "groups_paired": {k: v.to_dict() for k, v in (paired or {}).items()},
+        "groups_paired": {
+            k: v.to_dict() for k, v in (paired or {}).items() if k.startswith("group:")
+        },
+        **{
+            f"{name}_paired": pair.to_dict()
+            for name, pair in (paired or {}).items()
+            if not name.startswith("group:")
+        },
         "shifted_region": shifted,
     }
     return Verdict(passed=passed, reasons=reasons, figures=figures)
+
+
+def present_rule(
+    champion: dict,
+    candidate: dict,
+    settings: CorrectionConfig,
+    reasons: list[str],
+    pair: PairedLoss | None,
+    task: str,
+) -> bool:
+    """Rule 2: a real gain on the recent holdout (size, paired test) that beats no skill."""
+    metric = headline(task)
+    champ, cand = champion[f"recent_holdout_{metric}"], candidate[f"recent_holdout_{metric}"]
+    rows = champion.get("recent_holdout_rows")
+    if champ is None or cand is None:
+        reasons.append("no recent held-out labels: cannot judge the present")
+        return False
+    ok = True
+    paired = ""
+    if pair is not None:
+        p = pair.p_better(task)
+        paired = f"; paired: {pair.better} better, {pair.worse} worse, p={p:.2g}"
+    figures = f"{champ:.3f} -> {cand:.3f} on {rows} holdout rows{paired}"
+    if _gain(champ, cand, metric) < settings.min_improvement:
+        ok = False
+        reasons.append(
+            f"recent holdout {metric} does not beat the champion's by "
+            f"{settings.min_improvement}: {figures}"
+        )
+    elif pair is not None and not pair.p_better(task) < settings.paired_alpha:
+        ok = False
+        reasons.append(
+            f"recent holdout gain is not significant (paired p >= {settings.paired_alpha}): "
+            f"{figures}"
+        )
+    else:
+        reasons.append(f"recent holdout {metric} {figures}")
+    floor = champion.get(f"recent_holdout_no_skill_{metric}")
+    if floor is not None and _gain(floor, cand, metric) <= 0:
+        ok = False
+        reasons.append(
+            f"does not beat no skill on the recent holdout: {metric} {cand:.3f} vs "
+            f"{floor:.3f} for the best constant answer"
+        )
+    return ok
+
+
+def guard_rule(
+    champion: dict,
+    candidate: dict,
+    settings: CorrectionConfig,
+    reasons: list[str],
+    pair: PairedLoss | None,
+    task: str,
+) -> bool:
+    """Rule 3: no forgetting where the old truth holds. A loss beyond `forgetting_tolerance`
+    fails when the paired test on the guarded rows says it is real at `paired_alpha` (a few
+    rows of a small guarded set are noise, not forgetting)."""
+    metric = headline(task)
+    champ, cand = champion[f"{GUARDED}_{metric}"], candidate[f"{GUARDED}_{metric}"]
+    if champ is None or cand is None:
+        return True
+    rows = champion.get(f"{GUARDED}_rows")
+    paired, p = "", 0.0
+    if pair is not None:
+        p = pair.p_worse(task)
+        paired = f"; paired: {pair.worse} worse, {pair.better} better, p={p:.2g}"
+    figures = f"{metric} {champ:.3f} -> {cand:.3f} on {rows} guarded rows{paired}"
+    if _gain(champ, cand, metric) < -settings.forgetting_tolerance and p < settings.paired_alpha:
+        reasons.append(
+            f"forgets the reference: {figures} (tolerance {settings.forgetting_tolerance})"
+        )
+        return False
+    reasons.append(f"reference guard held: {figures}")
+    return True
 
 
 def flagged_rule(champion: dict, candidate: dict, reasons: list[str]) -> None:

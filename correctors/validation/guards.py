@@ -57,15 +57,6 @@ def group_sets(
     return sets
 
 
-REGION_EPOCHS = 50  # the recent model only needs to be sure where the new truth is clear
-
-
-def _recent_truth(settings: CorrectionConfig) -> CorrectionConfig:
-    """Settings for the recent-only model that locates the contradicted region: fewer epochs
-    than a candidate (it is a probe, not a model to serve)."""
-    return settings.model_copy(update={"epochs": min(settings.epochs, REGION_EPOCHS)})
-
-
 def contradicted_region(
     champion: Champion,
     x_ref: np.ndarray,
@@ -74,13 +65,13 @@ def contradicted_region(
     y_recent: np.ndarray,
     settings: CorrectionConfig,
 ):
-    """Compare the old truth (champion) with a recent truth (champion tuned on recent only).
-    Regression has no class confidence to compare: the whole reference stays guarded."""
+    """Compare the old truth (champion) with a recent truth (champion tuned on recent only,
+    to convergence like a candidate: a probe capped at 50 epochs still held the champion's
+    old beliefs where recent rows said otherwise on River's Mixed stream, "confirmed" old
+    labels there, and the guard rejected candidates that had learnt the new rule)."""
     if champion.task == "regression":
         return contradicted_values(champion, x_ref, x_recent, y_recent, settings)
-    recent_model = fine_tune_in_worker(
-        champion.torch_model, x_recent, y_recent, _recent_truth(settings)
-    ).model
+    recent_model = fine_tune_in_worker(champion.torch_model, x_recent, y_recent, settings).model
     return find_shifted_region(
         y_ref,
         champion.onnx.proba_encoded(x_ref),
@@ -93,9 +84,7 @@ def contradicted_region(
 def contradicted_values(champion, x_ref, x_recent, y_recent, settings) -> ShiftedRegion:
     """Regression: reference rows where a model tuned on recent labels alone and the champion
     disagree by more than twice the reference MAE: there the recent truth contradicts the old."""
-    recent_model = fine_tune_in_worker(
-        champion.torch_model, x_recent, y_recent, _recent_truth(settings)
-    ).model
+    recent_model = fine_tune_in_worker(champion.torch_model, x_recent, y_recent, settings).model
     old = champion.onnx.proba_encoded(x_ref)[:, 0]
     new = predict_outputs(recent_model, x_ref, "regression")[:, 0]
     mae = float(champion.card.get("baseline", {}).get("mae") or 0.5)

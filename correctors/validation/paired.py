@@ -33,14 +33,23 @@ class PairedLoss:
     def p_worse(self, task: str) -> float:
         """One-sided p-value that the candidate is worse on these rows: McNemar's exact test
         on the discordant pairs (classification), a paired t-test (regression)."""
+        return self._one_sided(task, worse=True)
+
+    def p_better(self, task: str) -> float:
+        """One-sided p-value that the candidate is better on these rows (same tests)."""
+        return self._one_sided(task, worse=False)
+
+    def _one_sided(self, task: str, *, worse: bool) -> float:
+        sign = 1.0 if worse else -1.0
         if task != "regression":
             discordant = self.worse + self.better
             if discordant == 0:
                 return 1.0
-            return float(stats.binomtest(self.worse, discordant, 0.5, "greater").pvalue)
+            hits = self.worse if worse else self.better
+            return float(stats.binomtest(hits, discordant, 0.5, "greater").pvalue)
         if self.rows < 2 or not np.isfinite(self.var) or self.var <= 0:
-            return 1.0 if self.mean <= 0 else 0.0
-        t = self.mean / np.sqrt(self.var)
+            return 1.0 if sign * self.mean <= 0 else 0.0
+        t = sign * self.mean / np.sqrt(self.var)
         return float(stats.t.sf(t, self.rows - 1))
 
     def to_dict(self) -> dict:

@@ -1,0 +1,127 @@
+"""The gate's present-truth rule and the shifted region under near-total concept change
+(River's Mixed stream: every label reversed). Pure figures through the real gate code."""
+
+import numpy as np
+
+from correctors.settings import CorrectionConfig
+from correctors.training.shift import find_shifted_region
+from correctors.validation.gate import EvalSet, evaluate, judge, no_skill
+from correctors.validation.paired import PairedLoss
+
+
+def _metrics(right: np.ndarray, no_skill_accuracy: float) -> dict:
+    return {
+        "recent_holdout_accuracy": float(right.mean()),
+        "recent_holdout_rows": len(right),
+        "recent_holdout_no_skill_accuracy": no_skill_accuracy,
+        "reference_guarded_accuracy": None,
+    }
+
+
+def _judge(champ_right: np.ndarray, cand_right: np.ndarray, no_skill_accuracy: float = 0.5):
+    pair = PairedLoss.of(1.0 - champ_right, 1.0 - cand_right)
+    return judge(
+        _metrics(champ_right, no_skill_accuracy),
+        _metrics(cand_right, no_skill_accuracy),
+        0.0,
+        {},
+        CorrectionConfig(),
+        {"recent_holdout": pair},
+    )
+
+
+def test_a_candidate_only_less_wrong_than_a_broken_champion_is_no_fix():
+    rng = np.random.default_rng(3)
+    champ = rng.random(300) < 0.05  # a reversed concept: the champion is nearly always wrong
+    cand = champ | (rng.random(300) < 0.12)  # fixes a few rows, breaks none: 0.05 -> ~0.16
+    verdict = _judge(champ, cand)
+    assert not verdict.passed
+    assert any("does not beat no skill" in r and "0.500" in r for r in verdict.reasons), (
+        verdict.reasons
+    )
+    # the same gain from a champion that is merely poor, to a useful candidate, passes
+    good = np.where(rng.random(300) < 0.9, True, champ)
+    assert _judge(champ, good).passed
+
+
+def test_the_recent_gain_must_be_paired_significant_with_its_row_counts():
+    champ = np.array([True] * 70 + [False] * 30)
+    noisy = champ.copy()
+    noisy[[70, 71, 72]] = True  # 3 fixed, 1 broken: +0.02 on 100 rows, McNemar p ~ 0.31
+    noisy[0] = False
+    verdict = _judge(champ, noisy)
+    assert not verdict.passed
+    line = next(r for r in verdict.reasons if "not significant" in r)
+    assert "on 100 holdout rows" in line and "3 better, 1 worse" in line, line
+    real = champ.copy()
+    real[70:90] = True  # 20 fixed, none broken
+    verdict = _judge(champ, real)
+    assert verdict.passed, verdict.reasons
+    assert any("20 better, 0 worse" in r for r in verdict.reasons)
+    assert verdict.to_dict()["recent_holdout_paired"]["better"] == 20
+
+
+def test_no_skill_is_the_best_constant_answer():
+    data = EvalSet("recent_holdout", np.zeros((10, 1)), np.array([1] * 7 + [0] * 3))
+    assert no_skill(data, "classification") == 0.7
+    figures = evaluate(lambda x: np.tile([0.0, 1.0], (len(x), 1)), [data])
+    assert figures["recent_holdout_no_skill_accuracy"] == 0.7
+    values = EvalSet("recent_holdout", np.zeros((4, 1)), np.array([1.0, 2.0, 3.0, 10.0]))
+    assert no_skill(values, "regression") == np.abs(values.y - 2.5).mean()
+
+
+def test_under_concept_shift_only_rows_the_present_confirms_stay_guarded():
+    rng = np.random.default_rng(4)
+    n = 1000
+    y = rng.integers(0, 2, n)
+    sure_old = np.where(y == 1, 0.95, 0.05)
+    champion = np.column_stack([1 - sure_old, sure_old])
+    # the recent model denies 80 % of the labels confidently and is unsure about 15 %
+    p_label = np.where(rng.random(n) < 0.8, 0.1, 0.5)
+    p_label[rng.random(n) < 0.05] = 0.9  # and confirms a few
+    recent = np.column_stack([p_label, p_label])
+    recent[np.arange(n), 1 - y] = 1 - p_label
+    region = find_shifted_region(y, champion, recent)
+    confirmed = p_label >= 0.6
+    assert region.concept_shift
+    assert np.array_equal(region.mask, ~confirmed)  # contradicted and unsure both excluded
+    assert region.contradicted == int((p_label <= 0.4).sum())
+    assert region.unconfirmed == int(((p_label > 0.4) & (p_label < 0.6)).sum()) > 0
+    assert "stays guarded" in region.notes[0]
+    # under a plain covariate shift (few contradictions) the whole reference stays guarded,
+    # unsure rows included
+    mild = np.full(n, 0.5)
+    mild[:20] = 0.1
+    recent = np.column_stack([mild, mild])
+    recent[np.arange(n), 1 - y] = 1 - mild
+    region = find_shifted_region(y, champion, recent)
+    assert not region.concept_shift and not region.mask.any()
+
+
+def test_forgetting_is_judged_paired_on_the_guarded_rows():
+    from correctors.validation.gate import guard_rule
+
+    settings = CorrectionConfig()
+
+    def run(champ_right, cand_right):
+        reasons: list[str] = []
+        figures = {
+            "reference_guarded_accuracy": float(np.mean(champ_right)),
+            "reference_guarded_rows": len(champ_right),
+        }
+        cand = {**figures, "reference_guarded_accuracy": float(np.mean(cand_right))}
+        pair = PairedLoss.of(1.0 - champ_right, 1.0 - cand_right)
+        return guard_rule(figures, cand, settings, reasons, pair, "classification"), reasons
+
+    champ = np.array([True] * 20 + [False] * 2)
+    one_row = champ.copy()
+    one_row[0] = False  # one row of 22 (-0.045): beyond the tolerance, but noise
+    ok, reasons = run(champ, one_row)
+    assert ok and "on 22 guarded rows" in reasons[0] and "1 worse, 0 better" in reasons[0]
+    champ = np.ones(600, bool)
+    champ[:30] = False
+    forgot = champ.copy()
+    forgot[100:130] = False  # 30 rows of 600 lost: -0.05, and real
+    ok, reasons = run(champ, forgot)
+    assert not ok and reasons[0].startswith("forgets the reference"), reasons
+    assert "30 worse, 0 better" in reasons[0] and "on 600 guarded rows" in reasons[0]
