@@ -58,6 +58,11 @@ class CorrectionConfig(Strict):
     early_stopping_fraction: float = Field(0.2, gt=0, lt=1)
     replay_ratio: float = Field(3.0, ge=0, description="replayed reference rows per flagged row")
     holdout_fraction: float = Field(0.3, gt=0, lt=1, description="recent rows kept for the gate")
+    holdout_split: Literal["newest", "random"] = Field(
+        "newest",
+        description="which recent rows the gate keeps: the newest (the present truth, also "
+        "under a gradual drift still under way) or a seeded random share",
+    )
     reference_holdout_fraction: float = Field(0.3, gt=0, lt=1)
     min_improvement: float = Field(
         0.01,

@@ -10,7 +10,12 @@ import pandas as pd
 
 from correctors.models.champion import Champion
 from correctors.settings import CorrectionConfig
-from correctors.training.selection import drifted_region_mask, sample_replay, seeded_split
+from correctors.training.selection import (
+    drifted_region_mask,
+    recent_split,
+    sample_replay,
+    seeded_split,
+)
 from correctors.validation.gate import EvalSet
 from correctors.validation.guards import (
     clipped_values,
@@ -78,7 +83,8 @@ def prepare(
     and `replay_ratio` replayed reference rows per flagged row, none from the shifted region.
     """
     incoming = len(window)
-    labelled = window[window["label"].notna()]
+    # in arrival order: the newest rows are the present truth
+    labelled = window[window["label"].notna()].sort_values("seq", kind="stable")
     deduplicated = labelled.drop_duplicates("prediction_id")
     known, y_win = _encode_labels(champion, deduplicated)
     window = deduplicated[known].reset_index(drop=True)
@@ -89,7 +95,7 @@ def prepare(
     reference = reference[ref_known].reset_index(drop=True)
     x_ref = enc.transform(reference)
 
-    split = seeded_split(len(window), settings.holdout_fraction, settings.seed)
+    split = recent_split(len(window), settings)
     misclassified = champion_errors(champion, x_win, y_win)
     in_drift = drifted_region_mask(window, reference, enc, drifted_columns)
     # what the incidents point at: their flagged samples and a disadvantaged group
