@@ -99,7 +99,7 @@ def test_under_concept_shift_only_rows_the_present_confirms_stay_guarded():
 
 
 def test_forgetting_is_judged_paired_on_the_guarded_rows():
-    from correctors.validation.gate import guard_rule
+    from correctors.validation.gate import Compared, guard_rule
 
     settings = CorrectionConfig()
 
@@ -111,7 +111,8 @@ def test_forgetting_is_judged_paired_on_the_guarded_rows():
         }
         cand = {**figures, "reference_guarded_accuracy": float(np.mean(cand_right))}
         pair = PairedLoss.of(1.0 - champ_right, 1.0 - cand_right)
-        return guard_rule(figures, cand, settings, reasons, pair, "classification"), reasons
+        compared = Compared(figures, cand, settings, "classification")
+        return guard_rule(compared, pair, reasons), reasons
 
     champ = np.array([True] * 20 + [False] * 2)
     one_row = champ.copy()

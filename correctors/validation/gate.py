@@ -109,12 +109,10 @@ def judge(
 
     metric = "mae" if "recent_holdout_mae" in champion else "accuracy"
     task = "regression" if metric == "mae" else "classification"
-    if not present_rule(
-        champion, candidate, settings, reasons, (paired or {}).get("recent_holdout"), task
-    ):
+    compared = Compared(champion, candidate, settings, task)
+    if not present_rule(compared, (paired or {}).get("recent_holdout"), reasons):
         passed = False
-
-    if not guard_rule(champion, candidate, settings, reasons, (paired or {}).get(GUARDED), task):
+    if not guard_rule(compared, (paired or {}).get(GUARDED), reasons):
         passed = False
     flagged_rule(champion, candidate, reasons)
     if not group_rules(champion, candidate, settings, reasons, paired or {}, task, focus_attribute):
@@ -151,15 +149,19 @@ def judge(
     return Verdict(passed=passed, reasons=reasons, figures=figures)
 
 
-def present_rule(
-    champion: dict,
-    candidate: dict,
-    settings: CorrectionConfig,
-    reasons: list[str],
-    pair: PairedLoss | None,
-    task: str,
-) -> bool:
+@dataclass(frozen=True)
+class Compared:
+    """Champion and candidate figures on the same sets, as every rule reads them."""
+
+    champion: dict
+    candidate: dict
+    settings: CorrectionConfig
+    task: str
+
+
+def present_rule(c: Compared, pair: PairedLoss | None, reasons: list[str]) -> bool:
     """Rule 2: a real gain on the recent holdout (size, paired test) that beats no skill."""
+    champion, candidate, settings, task = c.champion, c.candidate, c.settings, c.task
     metric = headline(task)
     champ, cand = champion[f"recent_holdout_{metric}"], candidate[f"recent_holdout_{metric}"]
     rows = champion.get("recent_holdout_rows")
@@ -196,25 +198,19 @@ def present_rule(
     return ok
 
 
-def guard_rule(
-    champion: dict,
-    candidate: dict,
-    settings: CorrectionConfig,
-    reasons: list[str],
-    pair: PairedLoss | None,
-    task: str,
-) -> bool:
+def guard_rule(c: Compared, pair: PairedLoss | None, reasons: list[str]) -> bool:
     """Rule 3: no forgetting where the old truth holds. A loss beyond `forgetting_tolerance`
     fails when the paired test on the guarded rows says it is real at `paired_alpha` (a few
     rows of a small guarded set are noise, not forgetting)."""
-    metric = headline(task)
+    champion, candidate, settings = c.champion, c.candidate, c.settings
+    metric = headline(c.task)
     champ, cand = champion[f"{GUARDED}_{metric}"], candidate[f"{GUARDED}_{metric}"]
     if champ is None or cand is None:
         return True
     rows = champion.get(f"{GUARDED}_rows")
     paired, p = "", 0.0
     if pair is not None:
-        p = pair.p_worse(task)
+        p = pair.p_worse(c.task)
         paired = f"; paired: {pair.worse} worse, {pair.better} better, p={p:.2g}"
     figures = f"{metric} {champ:.3f} -> {cand:.3f} on {rows} guarded rows{paired}"
     if _gain(champ, cand, metric) < -settings.forgetting_tolerance and p < settings.paired_alpha:
