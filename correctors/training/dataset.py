@@ -47,8 +47,6 @@ class Prepared:
     retrain_x: np.ndarray  # the retrain strategy's rows: recent training rows + the
     retrain_y: np.ndarray  # reference (training part) outside the contradicted region
     holdout_seqs: list[int]  # recent rows no strategy trains on: a corrected version's baseline
-    newest_x: np.ndarray | None = None  # retrain on the newer half of the recent training
-    newest_y: np.ndarray | None = None  # rows (+ the same reference rows); None: too few
 
 
 def _encode_labels(champion: Champion, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -166,21 +164,4 @@ def prepare(
         retrain_x=np.concatenate([x_win[split.train], x_ref[eligible]]),
         retrain_y=np.concatenate([y_win[split.train], y_ref[eligible]]),
         holdout_seqs=[int(s) for s in window["seq"].to_numpy()[split.holdout]],
-        **_newest_half(x_win, y_win, split.train, x_ref[eligible], y_ref[eligible]),
     )
-
-
-NEWEST_HALF_MIN_ROWS = 500  # recent training rows before a newest-half retrain is worth it
-
-
-def _newest_half(x_win, y_win, train: np.ndarray, x_keep, y_keep) -> dict:
-    """The newer half of the recent training rows (in arrival order) with the reference rows
-    that still hold: what a retrain learns when the oldest rows since the change still
-    followed the old rule."""
-    if len(train) < NEWEST_HALF_MIN_ROWS:
-        return {}
-    newer = np.sort(train)[len(train) // 2 :]
-    return {
-        "newest_x": np.concatenate([x_win[newer], x_keep]),
-        "newest_y": np.concatenate([y_win[newer], y_keep]),
-    }

@@ -6,10 +6,7 @@
   θ(α) = (1−α)·θ_champion + α·θ_fine_tuned (Ilharco et al. 2022, "Patching open-vocabulary
   models by interpolating weights"); the gate keeps the largest α that passes;
 - **retrain**: the champion's architecture re-initialised and trained afresh on the rows since
-  the change plus the reference outside the region they contradict; and a second time on the
-  newest half of those rows only (a drift that is gradual, or a change start estimated early,
-  leaves the oldest rows since the change following the old rule: on River's Sine stream the
-  served model trailed the oracle by 6 points until the newest rows were tried alone).
+  the change plus the reference outside the region they contradict.
 
 Training runs in the worker process (`fine_tune_in_worker`); interpolation is arithmetic.
 """
@@ -32,7 +29,6 @@ from correctors.training.worker import FineTuneFailed, fine_tune_in_worker
 
 STRATEGIES = ("fine_tune", "interpolate", "retrain")
 INTERPOLATION_STEPS = (0.8, 0.6, 0.4, 0.2)  # α = 1 is the fine-tuned model itself
-NEWEST_HALF = "newest half"  # the retrain variant on the newer half of the recent rows
 EpochCallback = Callable[[int, float, float], None]
 
 
@@ -44,13 +40,10 @@ class Trained:
     model: nn.Module
     summary: dict = field(default_factory=dict)
     alpha: float | None = None  # interpolation only
-    rows: str | None = None  # retrain: NEWEST_HALF when trained on the newer half only
 
     @property
     def label(self) -> str:
-        if self.alpha is not None:
-            return f"{self.strategy} α={self.alpha:g}"
-        return self.strategy if self.rows is None else f"{self.strategy} ({self.rows})"
+        return self.strategy if self.alpha is None else f"{self.strategy} α={self.alpha:g}"
 
 
 def interpolate(champion: nn.Module, tuned: nn.Module, alpha: float) -> nn.Module:
@@ -86,9 +79,9 @@ def train_strategies(
     """Train what `settings.strategies` asks for; returns the models and, per strategy that
     could not be trained, its failure. Raises FineTuneFailed when nothing could be trained.
 
-    With `correction.worker` the fine-tune and the two retrains run in worker processes at
+    With `correction.worker` the fine-tune and the retrain run in two worker processes at
     once (each within `time_budget_s` and `memory_budget_mb`): an attempt takes as long as
-    the slowest, not their sum. Progress (`on_epoch`) reports the fine-tune."""
+    the slower of the two, not their sum. Progress (`on_epoch`) reports the fine-tune."""
     wanted = list(settings.strategies)
     jobs: dict[str, tuple] = {}
     if "fine_tune" in wanted or "interpolate" in wanted:
@@ -99,9 +92,6 @@ def train_strategies(
         )
         fresh = fresh_copy(champion, settings.seed)
         jobs["retrain"] = (fresh, prepared.retrain_x, prepared.retrain_y, retrain, None)
-        if prepared.newest_x is not None:
-            again = fresh_copy(champion, settings.seed)
-            jobs[NEWEST_HALF] = (again, prepared.newest_x, prepared.newest_y, retrain, None)
     with ThreadPoolExecutor(max_workers=len(jobs) if settings.worker else 1) as pool:
         futures = {name: pool.submit(fine_tune_in_worker, *job) for name, job in jobs.items()}
     trained: list[Trained] = []
@@ -112,9 +102,7 @@ def train_strategies(
         except FineTuneFailed as exc:
             failures.append({"strategy": name, "reason": exc.reason})
             continue
-        if name == NEWEST_HALF:
-            trained.append(Trained("retrain", result.model, result.summary(), rows=NEWEST_HALF))
-        elif name == "retrain" or "fine_tune" in wanted:
+        if name == "retrain" or "fine_tune" in wanted:
             trained.append(Trained(name, result.model, result.summary()))
         if name == "fine_tune" and "interpolate" in wanted:
             for alpha in INTERPOLATION_STEPS:
@@ -125,11 +113,9 @@ def train_strategies(
     if not trained:
         raise FineTuneFailed("; ".join(f"{f['strategy']}: {f['reason']}" for f in failures))
     for item in trained:
-        item.summary.setdefault("rows", int(len(_rows_for(item, prepared))))
+        item.summary.setdefault("rows", int(len(_rows_for(item.strategy, prepared))))
     return trained, failures
 
 
-def _rows_for(item: Trained, prepared: Prepared) -> np.ndarray:
-    if item.rows == NEWEST_HALF:
-        return prepared.newest_y
-    return prepared.retrain_y if item.strategy == "retrain" else prepared.train_y
+def _rows_for(strategy: str, prepared: Prepared) -> np.ndarray:
+    return prepared.retrain_y if strategy == "retrain" else prepared.train_y
