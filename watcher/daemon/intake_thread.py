@@ -11,6 +11,7 @@ from kafka.errors import KafkaError
 
 from watcher.alerts.message import build_alert
 from watcher.intake.consumer import Ingestor
+from watcher.intake.writer import WriterGone
 from watcher.kafka.undecodable import DECODE_ERRORS, UndecodableBatch
 
 log = structlog.get_logger("warden.daemon")
@@ -77,6 +78,9 @@ class IntakeThread:
             except DECODE_ERRORS as exc:  # one the intake could not place (none expected)
                 self.ingestor.stats.state = f"undecodable batch: {exc!r}; retrying"
                 log.error("ingest_undecodable_error", error=repr(exc), retry_in_s=delay)
+            except WriterGone as exc:  # killed or out of memory: uncommitted batches come again
+                self.ingestor.stats.state = f"intake writer process lost: {exc}; restarting"
+                log.error("ingest_writer_lost", error=str(exc), retry_in_s=delay)
             except (KafkaError, OSError) as exc:
                 self.ingestor.stats.state = f"broker unavailable: {exc!r}"
                 log.error("ingest_broker_error", error=repr(exc), retry_in_s=delay)

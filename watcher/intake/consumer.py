@@ -1,18 +1,20 @@
-"""The intake loop: poll a batch, decode it, store it in one transaction, then commit offsets.
+"""The intake loop: poll a batch, hand it to the writer process, commit its offsets once the
+writer says it is stored.
 
-Polling and decoding batch N+1 overlap with the database write of batch N (one writer
-thread, at most one batch in flight), and offsets are committed only for batches whose
-transaction has committed: at-least-once, and storage is idempotent by prediction_id.
-A record batch the client cannot decode travels the same way, as one dead-letter row for
-its offset range (`watcher.intake.undecodable`).
+The consumer's process only polls and packs raw records (`watcher.intake.raw_batch`); a
+writer process decodes, validates and stores them (`watcher.intake.writer_main`), at most
+MAX_IN_FLIGHT batches behind the poll. Offsets are committed in order and only for batches
+whose transaction has committed: at-least-once, and storage is idempotent by prediction_id.
+A record batch the client cannot decode travels the same way, as one dead-letter row for its
+offset range (`watcher.intake.undecodable`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import structlog
@@ -23,16 +25,18 @@ from sqlalchemy import Engine
 
 from storage.intake import BatchCounts
 from watcher.config import KafkaConfig
-from watcher.intake.batch_store import BatchStore, Item, Parsed
+from watcher.intake.batch_store import Item
+from watcher.intake.raw_batch import RawBatch, pack
 from watcher.intake.undecodable import UndecodableGuard
+from watcher.intake.writer import Outcome, WriterProcess, writer_spec
 from watcher.kafka.clients import make_consumer
 from watcher.kafka.undecodable import UndecodableBatch, locate
-from watcher.kafka.wire import BadMessage, dead_letter, parse_label, parse_prediction
 
 log = structlog.get_logger("warden.ingest")
 COMMIT_TIMEOUT_MS = 10_000
 WATCH_INTERVAL_S = 0.5
 SILENT_HEARTBEATS = 3  # unanswered heartbeat intervals before the broker counts as unreachable
+MAX_IN_FLIGHT = 2  # batches handed to the writer and not yet answered
 
 
 @dataclass
@@ -54,37 +58,14 @@ class IngestStats:
     state: str = "starting"
 
 
-def split_batch(records, cfg: KafkaConfig) -> Parsed:
-    """Decode and validate every record once; bad ones become dead-letter rows, never raise."""
-    parsed = Parsed()
-    append = parsed.items.append
-    labels_topic, limit = cfg.labels_topic, cfg.max_message_bytes
-    for r in records:
-        try:
-            if r.topic == labels_topic:
-                row = parse_label(r.value, limit)
-                append(Item("label", row, r.topic, r.partition, r.offset, r.value))
-            else:
-                row = parse_prediction(r.value, limit)
-                append(Item("prediction", row, r.topic, r.partition, r.offset, r.value))
-        except BadMessage as exc:
-            row = dead_letter(r.topic, r.partition, r.offset, str(exc), r.value)
-            append(Item("dead", row, r.topic, r.partition, r.offset, r.value))
-        except Exception as exc:  # a decoder bug must not block the partition either
-            log.error("decoder_error", topic=r.topic, partition=r.partition, offset=r.offset)
-            reason = f"unexpected decoding error: {exc!r}"
-            row = dead_letter(r.topic, r.partition, r.offset, reason, r.value)
-            append(Item("dead", row, r.topic, r.partition, r.offset, r.value))
-    return parsed
-
-
-def next_offsets(records) -> dict[TopicPartition, OffsetAndMetadata]:
-    """The offsets to commit once these records are stored: last offset + 1 per partition."""
-    last: dict[TopicPartition, int] = {}
-    for r in records:
-        tp = TopicPartition(r.topic, r.partition)
-        last[tp] = max(last.get(tp, -1), r.offset)
-    return {tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in last.items()}
+def next_offsets(batch: dict) -> dict[TopicPartition, OffsetAndMetadata]:
+    """The offsets to commit once a poll's records are stored: last offset + 1 per partition
+    (a partition's records come in offset order)."""
+    return {
+        tp: OffsetAndMetadata(records[-1].offset + 1, "", -1)
+        for tp, records in batch.items()
+        if records
+    }
 
 
 def broker_problem(consumer: KafkaConsumer, cfg: KafkaConfig) -> str | None:
@@ -111,29 +92,27 @@ def silent_broker(consumer: KafkaConsumer, cfg: KafkaConfig) -> str | None:
 
 @dataclass
 class InFlight:
-    """The one batch being written while the next is polled and decoded."""
+    """A batch handed to the writer: what to commit and count once it is stored."""
 
-    future: Future
+    seq: int
     offsets: dict[TopicPartition, OffsetAndMetadata]
     records: int
-    labels: int
     undecodable: UndecodableBatch | None = None
 
 
-Ready = tuple[Parsed, dict[TopicPartition, OffsetAndMetadata], int]  # rows, commit, consumed
+Ready = tuple[RawBatch, dict[TopicPartition, OffsetAndMetadata], int]  # rows, commit, consumed
 
 
 def undecodable_batch(bad: UndecodableBatch) -> Ready:
     """A dead-lettered range as a batch: one row, the offset after it to commit, and its
     offsets counted as consumed (so consumed = stored + dead-lettered still holds)."""
-    row = bad.dead_letter()
-    item = Item("dead", row, bad.topic, bad.partition, bad.first_offset, None)
+    item = Item("dead", bad.dead_letter(), bad.topic, bad.partition, bad.first_offset, None)
     commit = {bad.tp: OffsetAndMetadata(bad.last_offset + 1, "", -1)}
-    return Parsed([item]), commit, bad.offsets
+    return RawBatch(ready=[item]), commit, bad.offsets
 
 
 class Ingestor:
-    """Runs in its own thread; `stop` finishes the batch in hand, commits and returns."""
+    """Runs in its own thread; `stop` finishes the batches in hand, commits and returns."""
 
     def __init__(
         self,
@@ -143,13 +122,15 @@ class Ingestor:
         on_undecodable: Callable[[UndecodableBatch], None] | None = None,
     ) -> None:
         """`on_undecodable` is called once a range is stored as a dead letter (the daemon's
-        intake thread sends the alert from it)."""
+        intake thread sends the alert from it). The writer process opens its own engine on
+        `engine`'s URL."""
         self.cfg, self.engine, self.stop_event = cfg, engine, stop
         self.on_undecodable = on_undecodable
         self.stats = IngestStats()
-        self.store = BatchStore(engine, stop, on_state=self._set_state)
         self.guard = UndecodableGuard(cfg.undecodable_retries, self._set_state, stop.wait)
         self._positions: dict[TopicPartition, int] = {}
+        self._seq = 0
+        self.writer_pid: int | None = None  # the current writer process, for logs and tests
 
     def _set_state(self, state: str) -> None:
         if state != self.stats.state:
@@ -165,57 +146,92 @@ class Ingestor:
                 self._set_state(problem)
 
     def run(self) -> None:
-        consumer = make_consumer(self.cfg, [self.cfg.predictions_topic, self.cfg.labels_topic])
-        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+        spec = writer_spec(self.engine, self.cfg.labels_topic, self.cfg.max_message_bytes)
+        writer = WriterProcess(spec, self._set_state, self.stop_event)  # starts while we join
+        self.writer_pid = writer.process.pid
+        in_flight: deque[InFlight] = deque()
+        try:
+            consumer = make_consumer(self.cfg, [self.cfg.predictions_topic, self.cfg.labels_topic])
+        except BaseException:
+            writer.close(finish=False)
+            raise
         watch_done = threading.Event()
         watchdog = threading.Thread(
             target=self._watch, args=(consumer, watch_done), name="ingest-watch", daemon=True
         )
         watchdog.start()
-        in_flight: InFlight | None = None
         self._set_state("joining group")
         log.info(
             "ingest_started",
             topics=[self.cfg.predictions_topic, self.cfg.labels_topic],
             group=self.cfg.group_id,
+            writer_pid=writer.process.pid,
         )
         try:
-            while not self.stop_event.is_set():
+            writer.wait_ready()
+            stored = True
+            while stored and not self.stop_event.is_set():
                 batch, bad = self._poll(consumer)
-                ready = self._prepare(batch, bad)  # decoding overlaps the write in flight
-                if in_flight is not None and (ready is not None or in_flight.future.done()):
-                    written, in_flight = self._finish(consumer, in_flight), None
-                    if not written:
-                        break  # stopping while the database is down: nothing more is committed
-                if ready is not None:
-                    if self.stats.first_batch_at is None:
-                        self.stats.first_batch_at = time.monotonic()
-                    parsed, offsets, count = ready
-                    in_flight = InFlight(
-                        writer.submit(self.store.store, parsed),
-                        offsets,
-                        count,
-                        sum(1 for i in parsed.items if i.kind == "label"),
-                        bad,
-                    )
-            if in_flight is not None:  # graceful stop: finish the batch in hand, commit
-                self._finish(consumer, in_flight)
+                ready = self._prepare(batch, bad)
+                full = ready is not None and len(in_flight) >= MAX_IN_FLIGHT
+                stored = self._finish_answered(consumer, writer, in_flight, block=full)
+                writer.ensure_alive()  # after its last answers are counted and committed
+                if stored and ready is not None:
+                    self._submit(writer, in_flight, ready, bad)
+            while stored and in_flight:  # graceful stop: finish the batches in hand, commit
+                stored = self._finish_answered(consumer, writer, in_flight, block=True)
         finally:
             watch_done.set()
             watchdog.join()
-            writer.shutdown(wait=True)
+            writer.close(finish=not in_flight)
             consumer.close(autocommit=False)
             self.stats.state = "stopped"
             log.info("ingest_stopped", **self._totals())
+
+    def _submit(
+        self,
+        writer: WriterProcess,
+        in_flight: deque[InFlight],
+        ready: Ready,
+        bad: UndecodableBatch | None,
+    ) -> None:
+        if self.stats.first_batch_at is None:
+            self.stats.first_batch_at = time.monotonic()
+        raw, offsets, count = ready
+        self._seq += 1
+        writer.submit(self._seq, raw)
+        in_flight.append(InFlight(self._seq, offsets, count, bad))
+
+    def _finish_answered(
+        self,
+        consumer: KafkaConsumer,
+        writer: WriterProcess,
+        in_flight: deque[InFlight],
+        *,
+        block: bool,
+    ) -> bool:
+        """Commit every batch the writer has answered for (waiting for the oldest when
+        `block`). False: a batch was abandoned (stopping while the database is down); nothing
+        after it may be committed either."""
+        while in_flight:
+            outcome = writer.next_outcome(block=block)
+            if outcome is None:
+                return True
+            block = False
+            if not self._finish(consumer, in_flight.popleft(), outcome):
+                return False
+        return True
 
     def _prepare(self, batch: dict, bad: UndecodableBatch | None) -> Ready | None:
         """What to write for this poll, if anything."""
         if bad is not None:
             return undecodable_batch(bad)
-        records = [r for part in batch.values() for r in part]
-        if not records:
+        if not batch:
             return None
-        return split_batch(records, self.cfg), next_offsets(records), len(records)
+        count = sum(len(records) for records in batch.values())
+        if not count:
+            return None
+        return pack(batch, self.cfg.max_message_bytes), next_offsets(batch), count
 
     def _poll(self, consumer: KafkaConsumer) -> tuple[dict, UndecodableBatch | None]:
         """One poll. A batch the client cannot decode comes back as (nothing, None) while it is
@@ -234,12 +250,13 @@ class Ingestor:
             self.guard.progressed(batch)
         return batch, None
 
-    def _finish(self, consumer: KafkaConsumer, batch: InFlight) -> bool:
-        """Wait for the batch being written, then commit its offsets. False: it was abandoned."""
-        counts: BatchCounts | None = batch.future.result()
-        if counts is None:
+    def _finish(self, consumer: KafkaConsumer, batch: InFlight, outcome: Outcome) -> bool:
+        """Count the stored batch and commit its offsets. False: it was abandoned."""
+        if outcome.seq != batch.seq:  # the writer answers in order; anything else is a bug
+            raise RuntimeError(f"intake writer answered batch {outcome.seq}, not {batch.seq}")
+        if outcome.counts is None:
             return False
-        self._account(batch.records, counts, batch.labels)
+        self._account(batch.records, outcome.counts, outcome.labels)
         if batch.undecodable is not None:
             self._undecodable_stored(batch.undecodable)
         try:
