@@ -80,6 +80,10 @@ KINDS = {
         lambda n, shifted, seed: reviews.generate_reviews(
             n, reviews.REVIEWS_SHIFTED if shifted else reviews.REVIEWS_NORMAL, seed
         ),
+        # the shifted reviews' new wording contradicts ~5 % of the reference: right at the
+        # default shift_min_share, so the region is excluded on some Kafka arrival orders and
+        # guarded on others (4.8 % seen); this test is about the kinds, not that cliff
+        "forgetting_tolerance = 0.05\n",
     ),
 }
 
@@ -184,7 +188,7 @@ def test_model_kind_end_to_end_through_the_broker(name, tmp_path, kafka_cfg):
 
     window = recent_window(engine, name, 2000, labelled_only=True)
     cand = train_candidate(engine, registry, name, model_cfg, model_cfg.correction, window)
-    assert cand.status == "validated", cand.verdict["reasons"]
+    assert cand.status == "validated", (cand.verdict["reasons"], cand.verdict["shifted_region"])
     champ = cand.champion_metrics[f"recent_holdout_{metric}"]
     new = cand.candidate_metrics[f"recent_holdout_{metric}"]
     assert (new < champ) if metric == "mae" else (new > champ), (champ, new)
