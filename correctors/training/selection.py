@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from correctors.models.encoding import FeatureEncoder
+from correctors.settings import CorrectionConfig
 
 
 @dataclass
@@ -38,7 +39,7 @@ def newest_split(n: int, fraction: float) -> Split:
     return Split(train=np.arange(cut), holdout=np.arange(cut, n))
 
 
-def recent_split(n: int, settings) -> Split:
+def recent_split(n: int, settings: CorrectionConfig) -> Split:
     """The recent window's split as `correction.holdout_split` asks."""
     if settings.holdout_split == "newest":
         return newest_split(n, settings.holdout_fraction)

@@ -169,7 +169,7 @@ def present_rule(c: Compared, pair: PairedLoss | None, reasons: list[str]) -> bo
         reasons.append("no recent held-out labels: cannot judge the present")
         return False
     ok = True
-    paired = ""
+    paired, p = "", 0.0  # no pair: the gain's size alone decides, as before
     if pair is not None:
         p = pair.p_better(task)
         paired = f"; paired: {pair.better} better, {pair.worse} worse, p={p:.2g}"
@@ -180,7 +180,7 @@ def present_rule(c: Compared, pair: PairedLoss | None, reasons: list[str]) -> bo
             f"recent holdout {metric} does not beat the champion's by "
             f"{settings.min_improvement}: {figures}"
         )
-    elif pair is not None and not pair.p_better(task) < settings.paired_alpha:
+    elif not p < settings.paired_alpha:
         ok = False
         reasons.append(
             f"recent holdout gain is not significant (paired p >= {settings.paired_alpha}): "
