@@ -130,6 +130,13 @@ class CorrectionConfig(Strict):
     worker: bool = Field(
         True, description="fine-tune in a separate process: a crash or OOM cannot kill the daemon"
     )
+    cpu_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads per training run; None: 1 for models under 1M "
+        "parameters (their ops are too small to split, and strategies train side by side), "
+        "torch's default for larger ones",
+    )
 
 
 class ModelDefinition(Strict):

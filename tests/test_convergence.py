@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 from sqlmodel import Session, select
 
 from correctors.pipeline import train_candidate
 from storage.queries import recent_window
 from storage.tables import Candidate, Event, Incident
-from tests.helpers import setup_model, store_traffic
+from tests.helpers import setup_model, store_frame, store_traffic
 from watcher.daemon.attempts import request_retry
 from watcher.daemon.service import Daemon
-from watcher.demo.credit import COVARIATE_ONLY, NORMAL, SHIFTED
+from watcher.demo.credit import COVARIATE_ONLY, NORMAL, SHIFTED, generate
 from watcher.demo.run import MODEL
 
 
@@ -158,3 +160,41 @@ def test_each_strategy_can_win(workdir, trained, strategy):
             (r["strategy"] for r in cand.training["strategies"] if r["passed"]),
             key=lambda s: float(s.split("=")[1]),
         )
+
+
+def ramp(n: int, seed: int):
+    """Rows of a gradual drift: row i follows the new concept with probability i / n."""
+    old, new = generate(n, NORMAL, seed=seed), generate(n, SHIFTED, seed=seed + 1000)
+    take_new = np.random.default_rng(seed).random(n) < np.linspace(0, 1, n)
+    return pd.concat([old[~take_new], new[take_new]]).sort_index(kind="stable")
+
+
+@pytest.mark.slow
+def test_a_refinement_asks_again_where_a_gradual_change_began(workdir, trained):
+    config, _, engine, registry = setup_model(workdir, trained[1])
+    configure(
+        config,
+        **{
+            "min_rows = 300": "min_rows = 100",
+            "min_labelled = 200": "min_labelled = 100",
+            "min_flagged = 300": "min_flagged = 40",
+        },
+    )
+    daemon = Daemon(config)
+    store_traffic(engine, registry, 600, NORMAL, seed=111)
+    store_frame(engine, registry, ramp(1000, seed=112))  # the new rule takes over slowly
+    daemon.check_model(MODEL)
+    [first] = candidates(engine)
+    assert first.status == "active", first.verdict["reasons"]
+    early = first.training["change"]["seq"]  # the first sign of the new rule
+
+    store_traffic(engine, registry, 2000, SHIFTED, seed=113)  # the change now seen whole
+    daemon.check_model(MODEL)
+    refined = candidates(engine)[-1]
+    change = refined.training["change"]
+    assert refined.id != first.id and change["refinement"], change
+    assert change["scored_by"] == "v1" and change["scheduled_from_seq"] == early, change
+    assert change["seq"] > early, change  # later: rows before it mixed the old rule in
+    since = recent_window(engine, MODEL, 10**6, labelled_only=True, start_seq=change["seq"])
+    assert refined.training["window_labelled_rows"] == len(since)
+    daemon.engine.dispose()

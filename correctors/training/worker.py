@@ -66,6 +66,7 @@ _RESULT_FIELDS = (
     "stopped_by",
     "trainable_params",
     "frozen_params",
+    "threads",
 )
 
 

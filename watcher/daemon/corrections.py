@@ -15,7 +15,6 @@ from storage.db import session_scope
 from storage.queries import recent_window
 from storage.tables import Candidate, Incident
 from watcher.alerts.message import build_alert
-from watcher.checks.change_point import find_change
 from watcher.checks.incidents import (
     MAX_CORRECTION_ATTEMPTS,
     mark_covered,
@@ -24,6 +23,7 @@ from watcher.checks.incidents import (
 )
 from watcher.config import ModelConfig
 from watcher.daemon.attempts import plan
+from watcher.daemon.change_start import change_start, served_errors
 from watcher.daemon.refinement import maybe_refine
 
 if TYPE_CHECKING:
@@ -66,29 +66,9 @@ class Corrections:
         return int(self._errors(name, model, served).sum())
 
     def change_start(self, name: str, model: ModelConfig, incident: Incident) -> dict:
-        """Where the change began: the start of the incident's first failing window, refined
-        by a change-point test on the champion's labelled errors around it."""
+        """Where the change began (see `watcher.daemon.change_start`)."""
         d = self.daemon
-        first = int(incident.window_start_seq or 0)
-        found = {"first_failing_window_start_seq": first, "seq": first, "method": "window"}
-        if incident.kind != "error":
-            return found
-        active = d.registry.active(name)
-        before = recent_window(
-            d.engine, name, model.checks.window, labelled_only=True, end_seq=first - 1
-        )
-        after = recent_window(
-            d.engine, name, model.correction.max_rows, labelled_only=True, start_seq=first
-        )
-        rows = pd.concat([f for f in (before, after) if len(f)], ignore_index=True)
-        if rows.empty:
-            return found
-        rows = rows[rows["model_version"] == active].reset_index(drop=True)
-        point = find_change(self._errors(name, model, rows).to_numpy())
-        if point is not None and point.significant:
-            found.update(seq=int(rows["seq"].iloc[point.index]), method="change point")
-            found.update(point.to_dict())
-        return found
+        return change_start(d.engine, d.registry, name, model, incident)
 
     def maybe_correct(self, name: str, model: ModelConfig) -> None:
         """Correct for open error or bias incidents (drift alone is watched, not corrected),
@@ -194,13 +174,9 @@ class Corrections:
         self.decide(name, model, cand, primary, len(window))
 
     def _errors(self, name: str, model: ModelConfig, rows: pd.DataFrame) -> pd.Series:
-        """Per labelled row: did the version that served it get it wrong?"""
-        if model.task == "regression":
-            card = self.daemon.registry.card(name, self.daemon.registry.active(name))
-            mae = card.get("baseline", {}).get("mae", 0.0)
-            error = pd.to_numeric(rows["prediction"]) - pd.to_numeric(rows["label"])
-            return error.abs() > 2 * mae
-        return rows["prediction"].astype(str) != rows["label"].astype(str)
+        """Per labelled row: did the serving version get it wrong?"""
+        d = self.daemon
+        return served_errors(d.registry, name, model, rows, d.registry.active(name))
 
     def next_attempt(self, incident: Incident, settings, rows_now: int) -> str:
         """What a rejection's alert says comes next."""

@@ -15,6 +15,7 @@ from storage.queries import recent_window
 from storage.tables import Incident
 from watcher.config import ModelConfig
 from watcher.daemon.attempts import refinement_plan, serving_candidate
+from watcher.daemon.change_start import change_start
 
 if TYPE_CHECKING:
     from watcher.daemon.corrections import Corrections
@@ -36,6 +37,10 @@ def maybe_refine(corrections: Corrections, name: str, model: ModelConfig) -> Non
         return
     with session_scope(d.engine) as session:
         incident = session.get(Incident, serving.incident_id)
+    base = change.get("base_version")
+    if incident is not None and base:
+        change = {**change, **refreshed_start(corrections, name, model, incident, base, change)}
+        window = window[window["seq"] >= change["seq"]].reset_index(drop=True)
     log.info("refinement_started", model=name, serving=serving.id, why=due.reason)
     try:
         cand = train_candidate(
@@ -55,3 +60,21 @@ def maybe_refine(corrections: Corrections, name: str, model: ModelConfig) -> Non
         return
     log.info("refinement_result", model=name, candidate=cand.id, status=cand.status)
     corrections.decide(name, model, cand, incident, len(window))
+
+
+def refreshed_start(
+    corrections: Corrections,
+    name: str,
+    model: ModelConfig,
+    incident: Incident,
+    base: str,
+    change: dict,
+) -> dict:
+    """Where the change began, asked again of the base version on every row since: never
+    earlier than the serving version's estimate (the refinement's schedule counts from it)."""
+    d = corrections.daemon
+    fresh = change_start(d.engine, d.registry, name, model, incident, base_version=base)
+    if fresh["seq"] <= change["seq"]:
+        return {}
+    log.info("refinement_change_moved", model=name, was=change["seq"], now=fresh["seq"])
+    return {**fresh, "scheduled_from_seq": change["seq"]}
