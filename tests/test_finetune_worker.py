@@ -108,6 +108,18 @@ def test_worker_matches_in_process_and_relays_progress():
     assert not remote.model.training
 
 
+def test_small_models_train_on_one_thread_and_the_setting_is_restored():
+    x, y = data()
+    before = torch.get_num_threads()
+    auto = fine_tune(champion(), x, y, settings())
+    assert auto.threads == 1 and auto.summary()["threads"] == 1  # 450 parameters: one thread
+    assert torch.get_num_threads() == before
+    remote = fine_tune_in_worker(champion(), x, y, settings(cpu_threads=2))
+    assert remote.threads == 2
+    with pytest.raises(ValidationError, match="cpu_threads"):
+        settings(cpu_threads=0)
+
+
 def test_frozen_layers_stay_bit_identical_while_the_head_moves():
     x, y = data()
     torch.manual_seed(0)
