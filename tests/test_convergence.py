@@ -29,6 +29,33 @@ def configure(config, **replace) -> None:
     config.write_text(text)
 
 
+def configure_small(config, **correction: object) -> None:
+    """Small windows (100 rows, 40 labelled errors start a correction), plus `correction`
+    keys for the model's correction table."""
+    extra = "".join(f"\n{key} = {value}" for key, value in correction.items())
+    configure(
+        config,
+        **{
+            "min_rows = 300": "min_rows = 100",
+            "min_labelled = 200": "min_labelled = 100",
+            "min_flagged = 300": "min_flagged = 40" + extra,
+        },
+    )
+
+
+def daemon_after_normal_traffic(workdir, trained, seed: int, small: bool = True, **correction):
+    """A daemon for the demo model, its config edited (`configure_small` with `correction`
+    keys, or plain `configure`), after 600 labelled rows of the old concept."""
+    config, _, engine, registry = setup_model(workdir, trained[1])
+    if small:
+        configure_small(config, **correction)
+    else:
+        configure(config)
+    daemon = Daemon(config)
+    store_traffic(engine, registry, 600, NORMAL, seed=seed)
+    return config, engine, registry, daemon
+
+
 def alerts(config) -> list[dict]:
     path = config.parent / "alerts.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -41,19 +68,11 @@ def candidates(engine) -> list[Candidate]:
 
 @pytest.mark.slow
 def test_an_attempt_short_of_post_change_labels_fails_and_a_later_one_succeeds(workdir, trained):
-    config, _, engine, registry = setup_model(workdir, trained[1])
     # the bar: beat the champion by 0.45 on the rows since the change; 150 rows of the new
     # concept are too few to learn it that well, 450 are enough
-    configure(
-        config,
-        **{
-            "min_rows = 300": "min_rows = 100",
-            "min_labelled = 200": "min_labelled = 100",
-            "min_flagged = 300": "min_flagged = 40\nmin_improvement = 0.45",
-        },
+    config, engine, registry, daemon = daemon_after_normal_traffic(
+        workdir, trained, 71, min_improvement=0.45
     )
-    daemon = Daemon(config)
-    store_traffic(engine, registry, 600, NORMAL, seed=71)
     store_traffic(engine, registry, 150, SHIFTED, seed=72)
     daemon.check_model(MODEL)
     first = candidates(engine)
@@ -83,19 +102,16 @@ def test_an_attempt_short_of_post_change_labels_fails_and_a_later_one_succeeds(w
 
 
 def test_attempts_stop_at_the_limit_and_an_operator_can_push(workdir, trained):
-    config, _, engine, registry = setup_model(workdir, trained[1])
-    configure(
-        config,
-        **{
-            "min_rows = 300": "min_rows = 100",
-            "min_labelled = 200": "min_labelled = 100",
-            # a bar no candidate reaches, one attempt allowed, one kind of candidate (fast)
-            "min_flagged = 300": "min_flagged = 40\nmin_improvement = 0.99\nmax_attempts = 1\n"
-            'strategies = ["fine_tune"]\nepochs = 5',
-        },
+    # a bar no candidate reaches, one attempt allowed, one kind of candidate (fast)
+    config, engine, registry, daemon = daemon_after_normal_traffic(
+        workdir,
+        trained,
+        81,
+        min_improvement=0.99,
+        max_attempts=1,
+        strategies='["fine_tune"]',
+        epochs=5,
     )
-    daemon = Daemon(config)
-    store_traffic(engine, registry, 600, NORMAL, seed=81)
     store_traffic(engine, registry, 200, SHIFTED, seed=82)
     daemon.check_model(MODEL)
     assert [c.status for c in candidates(engine)] == ["rejected"]
@@ -123,10 +139,9 @@ def test_attempts_stop_at_the_limit_and_an_operator_can_push(workdir, trained):
 
 @pytest.mark.slow
 def test_drift_with_stable_quality_never_starts_a_correction_and_alerts_once(workdir, trained):
-    config, _, engine, registry = setup_model(workdir, trained[1])
-    configure(config)
-    daemon = Daemon(config)
-    store_traffic(engine, registry, 600, NORMAL, seed=91)
+    config, engine, registry, daemon = daemon_after_normal_traffic(
+        workdir, trained, 91, small=False
+    )
     for round_ in range(3):
         store_traffic(engine, registry, 500, COVARIATE_ONLY, seed=92 + round_)
         daemon.check_model(MODEL)
@@ -171,17 +186,7 @@ def ramp(n: int, seed: int):
 
 @pytest.mark.slow
 def test_a_refinement_asks_again_where_a_gradual_change_began(workdir, trained):
-    config, _, engine, registry = setup_model(workdir, trained[1])
-    configure(
-        config,
-        **{
-            "min_rows = 300": "min_rows = 100",
-            "min_labelled = 200": "min_labelled = 100",
-            "min_flagged = 300": "min_flagged = 40",
-        },
-    )
-    daemon = Daemon(config)
-    store_traffic(engine, registry, 600, NORMAL, seed=111)
+    config, engine, registry, daemon = daemon_after_normal_traffic(workdir, trained, 111)
     store_frame(engine, registry, ramp(1000, seed=112))  # the new rule takes over slowly
     daemon.check_model(MODEL)
     [first] = candidates(engine)
