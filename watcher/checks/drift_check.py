@@ -81,11 +81,10 @@ class DriftCheck:
             "reference": base.source,
             **({"calibration": cal.summary()} if cal is not None else {}),
         }
-        outcome.summary = (
-            f"{len(drifted)}/{len(cfg.features)} columns drifted"
-            f"{' and the predictions' if prediction_drift else ''} ({rule}): "
-            f"{', '.join(drifted[:5]) or 'none'}"
-        )
+        named = f": {', '.join(drifted[:5])}" if drifted else ""
+        outcome.summary = f"{len(drifted)}/{len(cfg.features)} columns drifted ({rule}){named}"
+        if prediction_drift:  # fails on its own: say so, even when no column drifted
+            outcome.summary = f"the predictions drifted (fails on its own); {outcome.summary}"
         if not outcome.passed:
             outcome.severity, impact = self._drift_severity(cfg, version, window)
             outcome.figures["quality_impact"] = impact
