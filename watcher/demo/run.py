@@ -298,7 +298,11 @@ def run_demo(
         logs.configure(json_lines=True, stream=log_file)
         console.print(f"config: {config}\ndaemon log (JSON lines): {folder / 'warden.log'}")
 
+        state = {"swapped": False, "events": [], "done": False}
+
         def on_epoch(epoch: int, train: float, val: float) -> None:
+            if state["done"]:  # a refinement the shutdown stops: not after the closing screen
+                return
             console.print(f"      epoch {epoch:2d}  train loss {train:.3f}  val loss {val:.3f}")
 
         daemon = Daemon(config, on_epoch=on_epoch)
@@ -307,8 +311,6 @@ def run_demo(
         server = ActiveModel(daemon.registry, MODEL)
         traffic = Traffic(daemon.cfg.kafka, server, label_delay_s=2.0)
         last_event, _ = _narrate(console, daemon.engine, 0)
-
-        state = {"swapped": False, "events": []}
 
         def narrator() -> None:
             nonlocal last_event
