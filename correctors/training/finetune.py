@@ -115,7 +115,10 @@ def cpu_threads(model: nn.Module, settings: CorrectionConfig) -> int:
 
 @contextlib.contextmanager
 def torch_threads(count: int) -> Iterator[None]:
-    """Run with `count` torch CPU threads, then restore the process's setting."""
+    """Run with `count` torch CPU threads (0: as set), then restore the process's setting."""
+    if count == 0:
+        yield
+        return
     before = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
@@ -138,9 +141,8 @@ def fine_tune(
     train loss is the data loss, without the L2-SP term, so it compares with the val loss.
     Same seed, data and device: identical weights.
     """
-    on_cuda = torch.cuda.is_available()
-    threads = 0 if on_cuda else cpu_threads(champion, settings)
-    with contextlib.nullcontext() if on_cuda else torch_threads(threads):
+    threads = 0 if torch.cuda.is_available() else cpu_threads(champion, settings)
+    with torch_threads(threads):
         result = _fine_tune(champion, x, y, settings, on_epoch)
     result.threads = threads
     return result

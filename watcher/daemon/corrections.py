@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pandas as pd
 import structlog
 
 from correctors.pipeline import TrainingFailed, train_candidate
@@ -63,12 +62,7 @@ class Corrections:
         if window is None:
             window = recent_window(d.engine, name, model.checks.window, labelled_only=True)
         served = window[window["model_version"] == active]
-        return int(self._errors(name, model, served).sum())
-
-    def change_start(self, name: str, model: ModelConfig, incident: Incident) -> dict:
-        """Where the change began (see `watcher.daemon.change_start`)."""
-        d = self.daemon
-        return change_start(d.engine, d.registry, name, model, incident)
+        return int(served_errors(d.registry, name, model, served, active).sum())
 
     def maybe_correct(self, name: str, model: ModelConfig) -> None:
         """Correct for open error or bias incidents (drift alone is watched, not corrected),
@@ -84,7 +78,7 @@ class Corrections:
             maybe_refine(self, name, model)
             return
         primary = next((i for i in actionable if i.kind == "error"), actionable[0])
-        change = self.change_start(name, model, primary)
+        change = change_start(d.engine, d.registry, name, model, primary)
         window = recent_window(
             d.engine, name, settings.max_rows, labelled_only=True, start_seq=change["seq"]
         )
@@ -172,11 +166,6 @@ class Corrections:
             reasons=cand.verdict.get("reasons"),
         )
         self.decide(name, model, cand, primary, len(window))
-
-    def _errors(self, name: str, model: ModelConfig, rows: pd.DataFrame) -> pd.Series:
-        """Per labelled row: did the serving version get it wrong?"""
-        d = self.daemon
-        return served_errors(d.registry, name, model, rows, d.registry.active(name))
 
     def next_attempt(self, incident: Incident, settings, rows_now: int) -> str:
         """What a rejection's alert says comes next."""
