@@ -38,7 +38,7 @@ from correctors.models.champion import bootstrap  # noqa: E402
 from correctors.models.encoding import FeatureEncoder  # noqa: E402
 from correctors.models.modeling import predict_proba  # noqa: E402
 from correctors.models.runtime import OnnxModel  # noqa: E402
-from correctors.pipeline import train_candidate  # noqa: E402
+from correctors.pipeline import Attempt, train_candidate  # noqa: E402
 from correctors.settings import CorrectionConfig  # noqa: E402
 from correctors.training.finetune import fine_tune  # noqa: E402
 from correctors.zoo import mlp_classifier  # noqa: E402
@@ -87,9 +87,8 @@ def correct(cfg, engine, registry, n: int) -> tuple[Candidate, float, float]:
     started = time.perf_counter()
     window = recent_window(engine, MODEL, n, labelled_only=True)
     read = time.perf_counter() - started
-    cand = train_candidate(
-        engine, registry, MODEL, model, model.correction, window, drifted_columns=DRIFTED
-    )
+    attempt = Attempt(MODEL, model, model.correction, window, drifted_columns=tuple(DRIFTED))
+    cand = train_candidate(engine, registry, attempt)
     return cand, time.perf_counter() - started, read
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -46,21 +47,29 @@ def _update(engine: Engine, candidate_id: str, **fields) -> Candidate:
     return row
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One correction attempt, as the daemon (first attempt or refinement), the benches and the
+    tests ask for it: which model, on which labelled rows since the change, for which incident."""
+
+    model: str
+    definition: ModelDefinition
+    settings: CorrectionConfig
+    window: pd.DataFrame  # the labelled rows since the change
+    incident_id: int | None = None
+    change: dict = field(default_factory=dict)  # where the change began, attempt number, …
+    base_version: str | None = None  # the version that served when the change began
+    drifted_columns: tuple[str, ...] = ()
+    flagged_ids: frozenset[str] = frozenset()
+    focus_group: tuple[str, str] | None = None  # (attribute, disadvantaged value)
+
+
 def train_candidate(
     engine: Engine,
     registry: ModelRegistry,
-    model: str,
-    definition: ModelDefinition,
-    settings: CorrectionConfig,
-    window: pd.DataFrame,
+    attempt: Attempt,
     *,
-    incident_id: int | None = None,
-    drifted_columns: list[str] | None = None,
     on_epoch: EpochCallback | None = None,
-    flagged_ids: set[str] | None = None,
-    focus_group: tuple[str, str] | None = None,
-    change: dict | None = None,
-    base_version: str | None = None,
 ) -> Candidate:
     """Produce a validated or rejected candidate for `model` from the labelled rows since the
     change (`window`): every strategy is trained and judged, the best that passes is kept.
@@ -70,6 +79,15 @@ def train_candidate(
     refinement after an earlier swap starts again from there, with more rows). The gate
     compares with the serving champion."""
     started = time.perf_counter()
+    model, definition, settings, window = (
+        attempt.model,
+        attempt.definition,
+        attempt.settings,
+        attempt.window,
+    )
+    incident_id, change, base_version = attempt.incident_id, attempt.change, attempt.base_version
+    focus_group = attempt.focus_group
+    drifted_columns, flagged_ids = list(attempt.drifted_columns), set(attempt.flagged_ids)
     parent = registry.active(model)
     if parent is None:
         raise NothingToCorrect(f"model {model!r} has no active version to correct")

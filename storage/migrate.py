@@ -22,7 +22,7 @@ Databases made before migrations existed (`SQLModel.metadata.create_all`) have t
 - none of our tables: an empty database, migrated from the start.
 
 For developers, a new revision from the difference between `storage/tables.py` and a database
-at head (`tests/test_migrations.py` fails until there is one):
+at head (`tests/storage/test_migrations.py` fails until there is one):
 
     command.revision(alembic_config(url=URL), "message", autogenerate=True, rev_id="0003")
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from correctors.pipeline import TrainingFailed, train_candidate
+from correctors.pipeline import Attempt, TrainingFailed, train_candidate
 from correctors.swap import await_approval, swap
 from correctors.training.dataset import NothingToCorrect
 from storage.db import session_scope
@@ -119,21 +119,19 @@ class Corrections:
             drifted_columns=drifted,
         )
         try:
-            cand = train_candidate(
-                d.engine,
-                d.registry,
+            attempt = Attempt(
                 name,
                 model,
                 settings,
                 window,
                 incident_id=primary.id,
-                drifted_columns=drifted,
-                on_epoch=d.on_epoch,
-                flagged_ids={i for inc in incidents for i in (inc.flagged_ids or [])},
+                drifted_columns=tuple(drifted),
+                flagged_ids=frozenset(i for inc in incidents for i in (inc.flagged_ids or [])),
                 focus_group=focus_group(actionable),
                 change={**change, "attempt": due.attempt},
                 base_version=str(window["model_version"].iloc[0]),
             )
+            cand = train_candidate(d.engine, d.registry, attempt, on_epoch=d.on_epoch)
         except NothingToCorrect as exc:
             log.info("correction_skipped", model=name, reason=str(exc))
             return

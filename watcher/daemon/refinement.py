@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from correctors.pipeline import NothingToCorrect, TrainingFailed, train_candidate
+from correctors.pipeline import Attempt, NothingToCorrect, TrainingFailed, train_candidate
 from storage.db import session_scope
 from storage.queries import recent_window
 from storage.tables import Incident
@@ -43,18 +43,16 @@ def maybe_refine(corrections: Corrections, name: str, model: ModelConfig) -> Non
         window = window[window["seq"] >= change["seq"]].reset_index(drop=True)
     log.info("refinement_started", model=name, serving=serving.id, why=due.reason)
     try:
-        cand = train_candidate(
-            d.engine,
-            d.registry,
+        attempt = Attempt(
             name,
             model,
             settings,
             window,
             incident_id=serving.incident_id,
-            on_epoch=d.on_epoch,
             change={**change, "attempt": due.attempt, "refinement": True},
             base_version=change.get("base_version"),
         )
+        cand = train_candidate(d.engine, d.registry, attempt, on_epoch=d.on_epoch)
     except (NothingToCorrect, TrainingFailed) as exc:
         log.info("refinement_skipped", model=name, reason=str(exc))
         return
