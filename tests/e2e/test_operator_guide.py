@@ -103,20 +103,45 @@ def test_every_block_is_tested_or_says_why_not():
     assert sum(b.text.startswith(CONFIG_MARK) for b in blocks if b.lang == "toml") == 1
 
 
-def test_links_resolve():
-    """Anchors as GitHub makes them from headings; relative links to existing files."""
-    for doc in (GUIDE, REFERENCE, ROOT / "deploy" / "README.md"):
-        text = doc.read_text(encoding="utf-8")
-        anchors = set()
-        for heading in re.findall(r"^#+ (.+)$", text, re.M):
-            kept = "".join(c for c in heading.lower() if c.isalnum() or c in "-_ ")
-            anchors.add(kept.replace(" ", "-"))
-        for target in re.findall(r"\]\(([^)\s]+)\)", text):
-            if target.startswith("#"):
-                assert target[1:] in anchors, f"{doc.name}: no heading for {target}"
-            elif not target.startswith("http"):
-                path = target.split("#")[0]
-                assert (doc.parent / path).exists(), f"{doc.name}: {target} does not exist"
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS += [ROOT / "deploy" / "README.md", ROOT / "bench" / "README.md"]
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def prose(doc: Path) -> str:
+    """The document without its fenced blocks (a `#` line there is a comment, not a heading)."""
+    return FENCE.sub("", doc.read_text(encoding="utf-8"))
+
+
+def anchors(doc: Path) -> set[str]:
+    """Anchors as GitHub makes them from headings: lower case, punctuation but - and _ dropped."""
+    found = set()
+    for heading in re.findall(r"^#+ (.+)$", prose(doc), re.M):
+        kept = "".join(c for c in heading.lower() if c.isalnum() or c in "-_ ")
+        found.add(kept.replace(" ", "-"))
+    return found
+
+
+def test_readme_stays_short():
+    """The README says what it is, the two commands, the flow, the layout, the commands and
+    where to read on; the rest lives in docs/."""
+    assert len((ROOT / "README.md").read_bytes()) <= 12_000
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda d: str(d.relative_to(ROOT)))
+def test_links_resolve(doc):
+    """Every relative link of the README and the docs names an existing file, and every anchor
+    (in the same document or another one) a heading there."""
+    assert REFERENCE in DOCS and GUIDE in DOCS
+    for target in re.findall(r"\]\(([^)\s]+)\)", prose(doc)):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        file = (doc.parent / path).resolve() if path else doc
+        assert file.exists(), f"{doc.name}: {target} does not exist"
+        if anchor:
+            assert file.suffix == ".md", f"{doc.name}: {target}: an anchor outside markdown"
+            assert anchor in anchors(file), f"{doc.name}: no heading for {target}"
 
 
 def test_toml_examples_are_valid():

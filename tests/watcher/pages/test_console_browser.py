@@ -6,7 +6,8 @@ widgets agreeing with the verdict (no "NOT detected" on a drift incident).
 
 Run alone with `pytest -m browser`. Without Chromium these are skipped with the reason,
 except under CI (`.ci/run` installs it), where its absence fails. With
-`WARDEN_SCREENSHOTS=DIR` the screenshots are written there (docs/ holds the README's)."""
+`WARDEN_SCREENSHOTS=DIR` the screenshots are written there (docs/ holds the ones
+docs/operating.md shows)."""
 
 from __future__ import annotations
 
