@@ -2,9 +2,9 @@
 
     python bench/checks.py [--sizes 10000 50000] [--repeat 3]
 
-Issue 4 asks for ≤ 2 s per check of a 50k window (20 numeric + 2 categorical features, an
-equally large reference) on 2 cores, and, if Evidently alone costs more than that, for what
-part is ours and what part is Evidently's. Building a registry version and a DB window for such
+The target is ≤ 2 s per check of a 50k window (20 numeric + 2 categorical features, an equally
+large reference) on 2 cores; where Evidently alone costs more than that, the run says what part
+is ours and what part is Evidently's. Building a registry version and a DB window for such
 a model is a project of its own, so this calls the building blocks `ModelChecker` uses, in its
 order and with its arguments, on generated frames. Evidently's entry points (Dataset.from_pandas,
 Report.run, Snapshot.dict) are wrapped with a clock to split the time; a bare Evidently

@@ -2,13 +2,13 @@
 
     python bench/correct.py [--n 2000] [--repeat 3] [--threads 2]
 
-Issue 5 asks for ≤ 60 s from incident to validated ONNX candidate for the demo model on 2 cores,
-and for what the correction is worth: accuracy on shifted traffic of no correction (v1), of
+The target is ≤ 60 s from incident to validated ONNX candidate for the demo model on 2 cores;
+it also measures what the correction is worth: accuracy on shifted traffic of no correction (v1), of
 warden's candidate and of an oracle (the same MLP retrained from scratch on all labelled data:
 the reference rows + the incident's window), plus each one's accuracy on the reference set.
 Each run builds what the daemon has when an incident fires (demo weights bootstrapped as v1, N
 labelled SHIFTED rows served by v1 stored through the intake path, a fresh registry and SQLite
-file) and times what `Daemon.maybe_correct` does: read the labelled window, `train_candidate`
+file) and times what the daemon's correction job does: read the labelled window, `train_candidate`
 (flag, recent-truth fine-tune, replay, fine-tune, both in a spawned worker when
 `correction.worker` is on, ONNX export, parity, gate). The drifted columns are the two the
 shift moves, as the drift incident names them. Seeded; no downloads.
