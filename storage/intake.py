@@ -17,11 +17,12 @@ import msgspec
 from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from storage.core import table_of
 from storage.tables import DeadLetter, PendingLabel, Prediction, utcnow
 
-PREDICTIONS = Prediction.__table__
-PENDING = PendingLabel.__table__
-DEAD = DeadLetter.__table__
+PREDICTIONS = table_of(Prediction)
+PENDING = table_of(PendingLabel)
+DEAD = table_of(DeadLetter)
 CHUNK = 5000  # keeps IN (...) lists and parameter counts inside every driver's limits
 
 

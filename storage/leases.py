@@ -13,9 +13,10 @@ from datetime import timedelta
 from sqlalchemy import Engine, case, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from storage.core import table_of
 from storage.tables import Lease, utcnow
 
-LEASES = Lease.__table__
+LEASES = table_of(Lease)
 
 
 def acquire(engine: Engine, name: str, holder: str, ttl_s: float) -> bool:

@@ -73,7 +73,10 @@ def _script() -> ScriptDirectory:
 
 def head() -> str:
     """The newest revision id."""
-    return _script().get_current_head()
+    newest = _script().get_current_head()
+    if newest is None:
+        raise MigrationError(f"no revisions in {MIGRATIONS_DIR}")
+    return newest
 
 
 def revision_module(revision: str) -> ModuleType:
@@ -163,7 +166,10 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> str:
                     before = found
             if before != target:
                 command.upgrade(alembic_config(conn), revision)
-            return _read(conn)
+            after = _read(conn)
+            if after is None:
+                raise MigrationError(f"no alembic_version after upgrading to {revision}")
+            return after
     finally:
         if owned:
             engine.dispose()

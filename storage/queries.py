@@ -7,6 +7,7 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import Engine, select
 
+from storage.core import table_of
 from storage.tables import Prediction
 
 COLUMNS = ["seq", "prediction_id", "model_version", "ts", "prediction", "label", "groups"]
@@ -28,7 +29,7 @@ def recent_window(
 
     Features are flattened into columns; `label` is None where no label has arrived yet.
     """
-    t = Prediction.__table__.c
+    t = table_of(Prediction).c
     query = select(
         t.seq, t.prediction_id, t.model_version, t.ts, t.prediction, t.label, t.groups, t.features
     ).where(t.model == model)
@@ -49,7 +50,7 @@ def recent_window(
         rows = conn.execute(query).all()
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
-    rows.reverse()
+    rows = rows[::-1]
     base = pd.DataFrame([r[:-1] for r in rows], columns=COLUMNS)
     features = pd.DataFrame.from_records([r[-1] for r in rows])
     return pd.concat([base, features], axis=1)

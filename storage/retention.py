@@ -25,14 +25,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, and_, delete, func, or_, select
 from sqlalchemy.sql import ColumnElement
 
+from storage.core import table_of
 from storage.registry import ModelRegistry, RegistryError
 from storage.tables import Candidate, DeadLetter, Incident, PendingLabel, Prediction, utcnow
 
-PREDICTIONS = Prediction.__table__
-PENDING = PendingLabel.__table__
-DEAD = DeadLetter.__table__
-INCIDENTS = Incident.__table__
-CANDIDATES = Candidate.__table__
+PREDICTIONS = table_of(Prediction)
+PENDING = table_of(PendingLabel)
+DEAD = table_of(DeadLetter)
+INCIDENTS = table_of(Incident)
+CANDIDATES = table_of(Candidate)
 
 
 class RetentionConfig(BaseModel):

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 MASK = "***"
 SECRET_KEY = re.compile(
@@ -59,7 +60,7 @@ def _maskable(value: Any) -> bool:
     return value is not None and not isinstance(value, bool)
 
 
-def redact_secrets(_logger, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: mask secret-looking keys and passwords inside strings."""
     return redact_value(event_dict)
 

@@ -229,29 +229,8 @@ def test_every_command_of_the_guide_runs(tmp_path, trained, monkeypatch):
         cfg = load_config(ready.config)
         engine = make_engine(cfg.storage.url)
         registry = ModelRegistry(cfg.storage.registry)
-        namespace: dict = {}
         try:
-            for block in guide_blocks():
-                if block.section == BYOM:
-                    continue
-                if block.lang == "python":
-                    code = block.text.replace("kafka:9092", broker.bootstrap)
-                    exec(compile(code, f"operators-guide.md:{block.line}", "exec"), namespace)
-                    if "labels" in code:  # the logged prediction, then its label, are stored
-                        labelled = labelled_check(engine, namespace["ids"][0])
-                        assert wait_for(labelled, 30), "prediction or label not stored"
-                    continue
-                if block.lang != "sh":
-                    continue
-                if block.text.startswith(STOP_MARK):
-                    guide.stop_all()
-                for command in block.commands():
-                    if command.startswith("warden candidates") and not guide.candidates:
-                        assert registry.active(MODEL) == "v1", "the daemon registers v1"
-                        add_candidates(engine, registry)  # as a manual-mode correction would
-                        guide.candidates = True
-                    output = guide.run(command)
-                    check_effect(command, output, engine, registry, ready.data)
+            run_guide(guide, broker.bootstrap, engine, registry, ready.data)
         finally:
             guide.stop_all()
             engine.dispose()
@@ -274,6 +253,33 @@ def test_every_command_of_the_guide_runs(tmp_path, trained, monkeypatch):
         assert wanted in subcommands, f"the guide no longer runs `warden {wanted}`"
     if guide.skipped:
         pytest.skip(f"ran {len(guide.ran)} commands; skipped {guide.skipped}: {pg_reason}")
+
+
+def run_guide(guide: Guide, bootstrap: str, engine, registry, data: Path) -> None:
+    """The guide's blocks in order (its own-model section aside): Python blocks run here,
+    shell commands through `guide`, each checked for the effect the guide says it has."""
+    namespace: dict = {}
+    for block in guide_blocks():
+        if block.section == BYOM:
+            continue
+        if block.lang == "python":
+            code = block.text.replace("kafka:9092", bootstrap)
+            exec(compile(code, f"operators-guide.md:{block.line}", "exec"), namespace)
+            if "labels" in code:  # the logged prediction, then its label, are stored
+                labelled = labelled_check(engine, namespace["ids"][0])
+                assert wait_for(labelled, 30), "prediction or label not stored"
+            continue
+        if block.lang != "sh":
+            continue
+        if block.text.startswith(STOP_MARK):
+            guide.stop_all()
+        for command in block.commands():
+            if command.startswith("warden candidates") and not guide.candidates:
+                assert registry.active(MODEL) == "v1", "the daemon registers v1"
+                add_candidates(engine, registry)  # as a manual-mode correction would
+                guide.candidates = True
+            output = guide.run(command)
+            check_effect(command, output, engine, registry, data)
 
 
 def labelled_check(engine, prediction_id: str):

@@ -313,7 +313,7 @@ def _constraints(info: FieldInfo) -> str:
 def _default_text(info: FieldInfo, child: str | None) -> str:
     if info.is_required():
         return "*required*"
-    value = info.default_factory() if info.default_factory is not None else info.default
+    value = info.get_default(call_default_factory=True)
     if value is None or value is PydanticUndefined:
         return "unset"
     if child is not None and isinstance(value, BaseModel):

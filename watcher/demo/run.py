@@ -14,6 +14,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,8 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import Engine, select
+from sqlmodel import col
 
 from correctors.models.runtime import OnnxModel
 from correctors.settings import CorrectionConfig
@@ -29,7 +31,7 @@ from correctors.training.finetune import fine_tune
 from correctors.zoo import mlp_classifier
 from storage.tables import Event
 from watcher import logs
-from watcher.config import ModelConfig, WardenConfig
+from watcher.config import KafkaConfig, ModelConfig, WardenConfig
 from watcher.daemon.service import Daemon, wait_for
 from watcher.daemon.status import render_status
 from watcher.demo.credit import (
@@ -99,8 +101,10 @@ approved = []
 class Tally:
     """Accuracy of served predictions per (phase, version), from the generator's true labels."""
 
-    correct: dict = field(default_factory=lambda: collections.defaultdict(int))
-    total: dict = field(default_factory=lambda: collections.defaultdict(int))
+    correct: dict[tuple[str, str], int] = field(
+        default_factory=lambda: collections.defaultdict(int)
+    )
+    total: dict[tuple[str, str], int] = field(default_factory=lambda: collections.defaultdict(int))
 
     def add(self, phase: str, version: str, hits: int, n: int) -> None:
         self.correct[(phase, version)] += hits
@@ -114,10 +118,11 @@ class Tally:
 class Traffic:
     """The serving side: scores rows with the ACTIVE model, logs predictions, labels later."""
 
-    def __init__(self, bootstrap_cfg, server: ActiveModel, label_delay_s: float) -> None:
-        self.producer = make_producer(bootstrap_cfg)
+    def __init__(self, kafka_cfg: KafkaConfig, server: ActiveModel, label_delay_s: float) -> None:
+        self.producer = make_producer(kafka_cfg)
         self.server, self.delay = server, label_delay_s
-        self.pending: collections.deque = collections.deque()
+        # (when due, [(prediction id, label), ...]), oldest first
+        self.pending: collections.deque[tuple[float, list[tuple[str, int]]]] = collections.deque()
         self.tally = Tally()
         self.sent = 0
 
@@ -128,7 +133,7 @@ class Traffic:
         rows: int,
         rate: float,
         seed: int,
-        until=None,
+        until: Callable[[], bool] | None = None,
         batch: int = 50,
     ) -> None:
         frame = generate(rows, shift, seed=seed)
@@ -239,14 +244,17 @@ NARRATIVE = {
 }
 
 
-def _narrate(console: Console, engine, last_id: int) -> tuple[int, list[Event]]:
+def _narrate(console: Console, engine: Engine, last_id: int) -> tuple[int, list[Event]]:
+    """Print the audit events after `last_id`; returns the newest id and the events."""
     with engine.connect() as conn:
-        rows = conn.execute(select(Event).where(Event.id > last_id).order_by(Event.id)).all()
+        rows = conn.execute(
+            select(Event).where(col(Event.id) > last_id).order_by(col(Event.id))
+        ).all()
     events = []
     for row in rows:
         event = Event(**row._mapping)
         events.append(event)
-        last_id = max(last_id, event.id)
+        last_id = max(last_id, event.id or 0)
         template = NARRATIVE.get(event.kind)
         if template is None:
             continue
@@ -268,95 +276,143 @@ def run_demo(
     mode: str = "auto",
     console: Console | None = None,
 ) -> int:
+    """The whole loop; 0 once it closed (swapped, and better on shifted traffic), else 1."""
     console = console or Console()
     started = time.monotonic()
-    folder = folder.resolve()
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    console.rule("[bold]model-warden demo")
-    console.print(f"working folder: {folder}")
+    folder = _fresh_folder(folder, console)
     broker = EmbeddedBroker(log_path=folder / "broker.log").start()
     console.print(f"embedded Kafka-compatible broker (Tansu) on {broker.bootstrap}")
     daemon = None
     try:
-        n_inputs = train_initial_model(folder, console)
-        config = folder / "warden.toml"
-        config.write_text(
-            CONFIG_TEMPLATE.format(
-                config=config,
-                bootstrap=broker.bootstrap,
-                model=MODEL,
-                n_inputs=n_inputs,
-                numeric=NUMERIC,
-                categorical=CATEGORICAL,
-                interval=3,
-                mode=mode,
-            ).replace("'", '"')
-        )
-        log_file = (folder / "warden.log").open("w")
-        logs.configure(json_lines=True, stream=log_file)
-        console.print(f"config: {config}\ndaemon log (JSON lines): {folder / 'warden.log'}")
-
-        state = {"swapped": False, "events": [], "done": False}
-
-        def on_epoch(epoch: int, train: float, val: float) -> None:
-            if state["done"]:  # a refinement the shutdown stops: not after the closing screen
-                return
-            console.print(f"      epoch {epoch:2d}  train loss {train:.3f}  val loss {val:.3f}")
-
-        daemon = Daemon(config, on_epoch=on_epoch)
+        config = _set_up(folder, broker.bootstrap, mode, console)
+        progress = Progress()
+        daemon = Daemon(config, on_epoch=_epoch_printer(console, progress))
         with console.status("starting the daemon (registers v1, exports ONNX)…"):
             daemon.start()
         server = ActiveModel(daemon.registry, MODEL)
         traffic = Traffic(daemon.cfg.kafka, server, label_delay_s=2.0)
-        last_event, _ = _narrate(console, daemon.engine, 0)
-
-        def narrator() -> None:
-            nonlocal last_event
-            while not state.get("done"):
-                last_event, events = _narrate(console, daemon.engine, last_event)
-                state["events"].extend(events)
-                if any(e.kind == "swapped" for e in events):
-                    state["swapped"] = True
-                time.sleep(0.3)
-
-        thread = threading.Thread(target=narrator, daemon=True)
-        thread.start()
-        console.rule(f"phase 1: {normal_rows} predictions of normal traffic at ~{rate:.0f}/s")
-        traffic.stream("normal", NORMAL, normal_rows, rate, seed=1)
-        console.rule(
-            "phase 2: shifted traffic (utilisation ↑, income ↓, new rule for "
-            "high utilisation) until the daemon swaps"
-        )
-        deadline = time.monotonic() + timeout_s
-        while not state["swapped"] and time.monotonic() < deadline:
-            traffic.stream(
-                "shifted",
-                SHIFTED,
-                1000,
-                rate,
-                seed=int(time.time()),
-                until=lambda: state["swapped"] or time.monotonic() > deadline,
-            )
-        if state["swapped"]:
-            wait_for(lambda: server.current().version != "v1", 10)
-            console.rule("phase 3: shifted traffic served by the corrected model")
-            traffic.stream("after", SHIFTED, 1500, rate, seed=7)
-        traffic.flush_labels(force=True)
-        time.sleep(1.0)
-        state["done"] = True
-        thread.join(timeout=5)
-        return _conclude(console, daemon, traffic, state, started, folder, config)
+        narrator = Narrator(console, daemon.engine, progress)
+        narrator.start()
+        _play(console, traffic, server, progress, normal_rows, rate, timeout_s)
+        narrator.stop()
+        return _conclude(console, daemon, traffic, progress.events, started, folder, config)
     finally:
         if daemon is not None:
             daemon.shutdown()
         broker.stop()
 
 
-def _conclude(console, daemon, traffic, state, started, folder, config) -> int:
+def _fresh_folder(folder: Path, console: Console) -> Path:
+    folder = folder.resolve()
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    console.rule("[bold]model-warden demo")
+    console.print(f"working folder: {folder}")
+    return folder
+
+
+def _set_up(folder: Path, bootstrap: str, mode: str, console: Console) -> Path:
+    """The first model, the config and the daemon's log file; returns the config's path."""
+    n_inputs = train_initial_model(folder, console)
+    config = write_config(folder, bootstrap, n_inputs, interval=3, mode=mode)
+    log_file = (folder / "warden.log").open("w")
+    logs.configure(json_lines=True, stream=log_file)
+    console.print(f"config: {config}\ndaemon log (JSON lines): {folder / 'warden.log'}")
+    return config
+
+
+@dataclass
+class Progress:
+    """What the narrator has seen, read by the traffic loop and the epoch printer."""
+
+    swapped: bool = False
+    done: bool = False
+    events: list[Event] = field(default_factory=list)
+
+
+def _epoch_printer(console: Console, progress: Progress) -> Callable[[int, float, float], None]:
+    def on_epoch(epoch: int, train: float, val: float) -> None:
+        if progress.done:  # a refinement the shutdown stops: not after the closing screen
+            return
+        console.print(f"      epoch {epoch:2d}  train loss {train:.3f}  val loss {val:.3f}")
+
+    return on_epoch
+
+
+class Narrator:
+    """Prints the audit log as it grows, from its own thread, and notes the swap."""
+
+    def __init__(self, console: Console, engine: Engine, progress: Progress) -> None:
+        self.console, self.engine, self.progress = console, engine, progress
+        self.last_event, _ = _narrate(console, engine, 0)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.progress.done = True
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self.progress.done:
+            self.last_event, events = _narrate(self.console, self.engine, self.last_event)
+            self.progress.events.extend(events)
+            if any(e.kind == "swapped" for e in events):
+                self.progress.swapped = True
+            time.sleep(0.3)
+
+
+def _play(
+    console: Console,
+    traffic: Traffic,
+    server: ActiveModel,
+    progress: Progress,
+    normal_rows: int,
+    rate: float,
+    timeout_s: float,
+) -> None:
+    """Normal traffic; shifted traffic until the daemon swaps; shifted traffic on the new
+    version; then every label still held back."""
+    console.rule(f"phase 1: {normal_rows} predictions of normal traffic at ~{rate:.0f}/s")
+    traffic.stream("normal", NORMAL, normal_rows, rate, seed=1)
+    console.rule(
+        "phase 2: shifted traffic (utilisation ↑, income ↓, new rule for "
+        "high utilisation) until the daemon swaps"
+    )
+    deadline = time.monotonic() + timeout_s
+    while not progress.swapped and time.monotonic() < deadline:
+        traffic.stream(
+            "shifted",
+            SHIFTED,
+            1000,
+            rate,
+            seed=int(time.time()),
+            until=lambda: progress.swapped or time.monotonic() > deadline,
+        )
+    if progress.swapped:
+        wait_for(lambda: server.current().version != "v1", 10)
+        console.rule("phase 3: shifted traffic served by the corrected model")
+        traffic.stream("after", SHIFTED, 1500, rate, seed=7)
+    traffic.flush_labels(force=True)
+    time.sleep(1.0)
+
+
+def _conclude(
+    console: Console,
+    daemon: Daemon,
+    traffic: Traffic,
+    events: list[Event],
+    started: float,
+    folder: Path,
+    config: Path,
+) -> int:
+    """The accuracy table, the status, the pages, and whether the loop closed."""
     registry = daemon.registry
     new_version = registry.active(MODEL)
+    if new_version is None:  # the daemon activated v1 when it started
+        raise RuntimeError(f"{MODEL} has no ACTIVE version")
     evaluation = generate(3000, SHIFTED, seed=999)
     table = Table(title="Accuracy on shifted traffic")
     table.add_column("model")
@@ -373,7 +429,7 @@ def _conclude(console, daemon, traffic, state, started, folder, config) -> int:
     console.print(table)
     console.print(f"v1 on normal traffic (live): {normal_live:.3f}")
     render_status(daemon.cfg, daemon.engine, registry, console)
-    kinds = {e.kind for e in state["events"]}
+    kinds = {e.kind for e in events}
     closed = {"incident_opened", "candidate_validated", "swapped"} <= kinds
     better = new_version != "v1" and scores[new_version] >= scores["v1"] + 0.1
     src = Sources.of(daemon)

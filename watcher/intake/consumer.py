@@ -82,7 +82,8 @@ def silent_broker(consumer: KafkaConsumer, cfg: KafkaConfig) -> str | None:
     notices a broker that keeps its sockets open only after request_timeout_ms (30 s)."""
     coordinator = getattr(consumer, "_coordinator", None)
     heartbeat = getattr(coordinator, "heartbeat", None)
-    if heartbeat is None or not coordinator.stable():  # heartbeats flow only once joined
+    # heartbeats flow only once the group is joined
+    if coordinator is None or heartbeat is None or not coordinator.stable():
         return None
     silent_s = time.monotonic() - max(heartbeat.last_receive, heartbeat.last_reset)
     if silent_s > SILENT_HEARTBEATS * cfg.heartbeat_interval_ms / 1000:

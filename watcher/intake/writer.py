@@ -66,7 +66,10 @@ def _lock_timeout_s(engine: Engine, default: float = 30.0) -> float:
         with engine.connect() as conn:
             if engine.dialect.name == "sqlite":
                 return conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() / 1000
-            params = conn.connection.driver_connection.info.get_parameters()
+            driver = conn.connection.driver_connection
+            if driver is None:
+                return default
+            params = driver.info.get_parameters()
             return float(params.get("connect_timeout", default))
     except Exception as exc:  # noqa: BLE001 - the store may be down at start: retries follow
         log.warning("lock_timeout_unknown", default_s=default, error=repr(exc)[:300])

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict
 
 from storage.engine import connect
 from watcher.intake.batch_store import BatchStore, Parsed
@@ -173,7 +174,7 @@ def _exit_with_parent() -> None:
 def _forward_logs(send: Sender) -> None:
     """Log lines go to the parent, which writes them with its own configuration."""
 
-    def forward(_logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    def forward(_logger: Any, method: str, event: EventDict) -> EventDict:
         fields = {k: v if isinstance(v, _PLAIN) else repr(v) for k, v in event.items()}
         send(("log", method, fields))
         raise structlog.DropEvent

@@ -104,7 +104,8 @@ def _describe(batch: Any, size_hint: int | None) -> str:
         return "record batch header unreadable"
     parts = [f"magic={getattr(batch, 'magic', '?')}"]
     codec = getattr(batch, "compression_type", None)
-    parts.append(f"codec={CODEC_NAMES.get(codec, f'unknown ({codec})')}")
+    codec_name = CODEC_NAMES.get(codec) if isinstance(codec, int) else None
+    parts.append(f"codec={codec_name or f'unknown ({codec})'}")
     for name in ("base_offset", "last_offset", "records_count"):
         try:
             parts.append(f"{name}={getattr(batch, name)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -13,6 +14,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from watcher.onboarding.startup import CONFIG_EXIT, guarded
+
+if TYPE_CHECKING:  # imported when a command runs: `warden --help` stays quick
+    from watcher.config import WardenConfig
+    from watcher.onboarding.first_version import FirstVersion
 
 model_app = typer.Typer(
     help="Bring your own model: the encoding it takes, a first trained version.",
@@ -94,50 +99,70 @@ def init(
     """Train a first version of MODEL's factory on a labelled training set with the daemon's
     encoding (early stopping on a held-out part), write the weights and print the config
     lines to add. The reference stays held out: the model is scored on it."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     def train_it() -> int:
         from watcher.config import load_config
-        from watcher.onboarding.first_version import init_model
 
         cfg = load_config(config, check_files=False)
         target = weights or config.resolve().parent / f"{model}-v1.pt"
-        progress = Progress(
-            TextColumn("training"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("epochs  {task.fields[loss]}"),
-            console=console,
-        )
-        with progress:
-            task = progress.add_task("train", total=epochs, loss="")
-
-            def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
-                loss = f"train loss {train_loss:.4f}  val loss {val_loss:.4f}"
-                progress.update(task, completed=epoch, loss=loss)
-
-            done = init_model(
-                cfg,
-                model,
-                train,
-                target,
-                epochs=epochs,
-                patience=patience,
-                seed=seed,
-                on_epoch=on_epoch,
-            )
-        console.print(
-            f"trained on {done.training_rows} rows in {done.seconds:.1f}s: {done.epochs_run} "
-            f"epochs ({done.stopped_by.replace('_', ' ')}); reference {done.metric} "
-            f"{done.reference_score:.4f}; wrote {done.weights}",
-            soft_wrap=True,
-        )
-        console.print("add to the config (then `warden config check --files`):")
-        for line in done.config_lines(model, config.resolve().parent):
-            typer.echo(line)
+        done = _train_with_progress(cfg, model, train, target, epochs, patience, seed)
+        _print_first_version(done, model, config)
         return 0
 
     raise typer.Exit(guarded(_config_errors(train_it, model), debug=debug))
+
+
+def _train_with_progress(
+    cfg: WardenConfig,
+    model: str,
+    train: Path,
+    target: Path,
+    epochs: int,
+    patience: int,
+    seed: int,
+) -> FirstVersion:
+    """`init_model`, with a progress bar of its epochs and their losses."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from watcher.onboarding.first_version import init_model
+
+    progress = Progress(
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("epochs  {task.fields[loss]}"),
+        console=console,
+    )
+    with progress:
+        task = progress.add_task("train", total=epochs, loss="")
+
+        def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
+            loss = f"train loss {train_loss:.4f}  val loss {val_loss:.4f}"
+            progress.update(task, completed=epoch, loss=loss)
+
+        return init_model(
+            cfg,
+            model,
+            train,
+            target,
+            epochs=epochs,
+            patience=patience,
+            seed=seed,
+            on_epoch=on_epoch,
+        )
+
+
+def _print_first_version(done: FirstVersion, model: str, config: Path) -> None:
+    """What was trained, then the config lines that name it."""
+    console.print(
+        f"trained on {done.training_rows} rows in {done.seconds:.1f}s: {done.epochs_run} "
+        f"epochs ({done.stopped_by.replace('_', ' ')}); reference {done.metric} "
+        f"{done.reference_score:.4f}; wrote {done.weights}",
+        soft_wrap=True,
+    )
+    console.print("add to the config (then `warden config check --files`):")
+    for line in done.config_lines(model, config.resolve().parent):
+        typer.echo(line)
 
 
 def _relative(path: Path, config: Path) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 from markupsafe import Markup
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from storage.tables import Incident
 from watcher.pages import charts
@@ -115,6 +115,8 @@ def publish_pages(src: Sources, model: str) -> list[Path]:
                 )
             ).all()
         for incident_id, status, updated in rows:
+            if incident_id is None:  # a stored incident always has its id
+                continue
             path = src.page_path(model, incident_id)
             changed = updated.replace(tzinfo=updated.tzinfo or UTC)
             if status != "open" and path.exists():
@@ -132,8 +134,9 @@ def publish_pages(src: Sources, model: str) -> list[Path]:
 def page_paths(src: Sources, model: str | None = None) -> list[Path]:
     """The incident pages that exist, oldest incident first."""
     with Session(src.engine) as session:
-        query = select(Incident.model, Incident.id).order_by(Incident.id)
+        query = select(Incident.model, Incident.id).order_by(col(Incident.id))
         if model is not None:
             query = query.where(Incident.model == model)
         rows = session.exec(query).all()
-    return [p for p in (src.page_path(m, i) for m, i in rows) if p.exists()]
+    paths = (src.page_path(m, i) for m, i in rows if i is not None)
+    return [p for p in paths if p.exists()]

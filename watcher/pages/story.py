@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, or_
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from storage.tables import Candidate, CheckRun, Event, Incident, Prediction
 from watcher.pages.actions import NextAction, next_action
@@ -68,9 +68,9 @@ def load_story(src: Sources, incident_id: int) -> IncidentStory | None:
                 .where(
                     CheckRun.model == incident.model,
                     CheckRun.kind == incident.kind,
-                    CheckRun.skipped_reason.is_(None),
+                    col(CheckRun.skipped_reason).is_(None),
                 )
-                .order_by(CheckRun.id.desc())
+                .order_by(col(CheckRun.id).desc())
                 .limit(HISTORY_CHECKS)
             )
         )[::-1]
@@ -78,9 +78,12 @@ def load_story(src: Sources, incident_id: int) -> IncidentStory | None:
             session.exec(
                 select(Candidate)
                 .where(
-                    or_(Candidate.incident_id == incident.id, Candidate.id == incident.candidate_id)
+                    or_(
+                        col(Candidate.incident_id) == incident.id,
+                        col(Candidate.id) == incident.candidate_id,
+                    )
                 )
-                .order_by(Candidate.created_at)
+                .order_by(col(Candidate.created_at))
             )
         )
         window = _window(session, incident, run)
@@ -88,8 +91,8 @@ def load_story(src: Sources, incident_id: int) -> IncidentStory | None:
         events = list(
             session.exec(
                 select(Event)
-                .where(Event.model == incident.model, Event.subject.in_(subjects))
-                .order_by(Event.id)
+                .where(Event.model == incident.model, col(Event.subject).in_(subjects))
+                .order_by(col(Event.id))
             )
         )
     cfg = src.config()
@@ -104,7 +107,7 @@ def load_story(src: Sources, incident_id: int) -> IncidentStory | None:
         history=history,
         candidates=candidates,
         action=action,
-        page_path=src.page_path(incident.model, incident.id),
+        page_path=src.page_path(incident.model, incident_id),
         where=where_lines(incident.kind, figures),
         events=[e for e in events if e.kind.startswith(EVENT_PREFIXES)],
     )
@@ -118,7 +121,7 @@ def _window(session: Session, incident: Incident, run: CheckRun | None) -> Windo
     if start is not None and end is not None:
         first, last = session.exec(
             select(func.min(Prediction.ts), func.max(Prediction.ts)).where(
-                Prediction.model == incident.model, Prediction.seq.between(start, end)
+                Prediction.model == incident.model, col(Prediction.seq).between(start, end)
             )
         ).one()
     return Window(

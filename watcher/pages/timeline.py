@@ -5,11 +5,12 @@ per model."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from storage.tables import CheckRun, Event
 from watcher.pages.charts import AMBER, BLUE, GREEN, GREY, RED
@@ -43,25 +44,44 @@ def model_history(engine: Engine, model: str) -> History:
     with Session(engine) as session:
         runs = session.exec(
             select(CheckRun)
-            .where(CheckRun.model == model, CheckRun.skipped_reason.is_(None))
-            .order_by(CheckRun.id.desc())
+            .where(CheckRun.model == model, col(CheckRun.skipped_reason).is_(None))
+            .order_by(col(CheckRun.id).desc())
             .limit(RUNS_SHOWN)
         ).all()
         events = session.exec(
             select(Event)
-            .where(Event.model == model, Event.kind.in_(list(MARKERS)))
-            .order_by(Event.id.desc())
+            .where(Event.model == model, col(Event.kind).in_(list(MARKERS)))
+            .order_by(col(Event.id).desc())
             .limit(EVENTS_SHOWN)
         ).all()
     return History(model, list(runs)[::-1], list(events)[::-1])
 
 
-def _at(value) -> str:
+def _at(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def timeline_figure(history: History) -> go.Figure:
-    fig = make_subplots(
+    """Four panels on one time axis: quality, drift, group gaps, then the audit's markers."""
+    fig = _panels()
+    runs = {k: [r for r in history.runs if r.kind == k] for k in ("drift", "error", "bias")}
+    _add_quality(fig, runs["error"])
+    _add_drift(fig, runs["drift"])
+    _add_gaps(fig, runs["bias"])
+    _add_events(fig, history.events)
+    fig.update_layout(
+        template="plotly_white",
+        height=720,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        legend={"orientation": "h", "y": -0.08},
+        hovermode="closest",
+    )
+    fig.update_yaxes(automargin=True)
+    return fig
+
+
+def _panels() -> go.Figure:
+    return make_subplots(
         rows=4,
         cols=1,
         shared_xaxes=True,
@@ -74,8 +94,10 @@ def timeline_figure(history: History) -> go.Figure:
             "incidents, candidates, swaps and rollbacks",
         ),
     )
-    runs = {k: [r for r in history.runs if r.kind == k] for k in ("drift", "error", "bias")}
-    errors = runs["error"]
+
+
+def _add_quality(fig: go.Figure, errors: list[CheckRun]) -> None:
+    """The headline metric of each error check (red where it failed), and its bound."""
     headline = next(((r.figures or {}).get("headline") for r in errors), None) or "accuracy"
     x = [_at(r.created_at) for r in errors]
     fig.add_scatter(
@@ -97,7 +119,9 @@ def timeline_figure(history: History) -> go.Figure:
         row=1,
         col=1,
     )
-    drift = runs["drift"]
+
+
+def _add_drift(fig: go.Figure, drift: list[CheckRun]) -> None:
     fig.add_scatter(
         x=[_at(r.created_at) for r in drift],
         y=[(r.figures or {}).get("drift_share") for r in drift],
@@ -110,8 +134,12 @@ def timeline_figure(history: History) -> go.Figure:
         row=2,
         col=1,
     )
+
+
+def _add_gaps(fig: go.Figure, bias: list[CheckRun]) -> None:
+    """One line per attribute and gap measure across the bias checks."""
     series: dict[str, tuple[list[str], list[float]]] = {}
-    for r in runs["bias"]:
+    for r in bias:
         for attribute, gaps in ((r.figures or {}).get("gaps") or {}).items():
             for gap, value in gaps.items():
                 xs, ys = series.setdefault(f"{attribute}: {gap}", ([], []))
@@ -119,8 +147,12 @@ def timeline_figure(history: History) -> go.Figure:
                 ys.append(value)
     for name, (xs, ys) in series.items():
         fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=name, row=3, col=1)
+
+
+def _add_events(fig: go.Figure, events: list[Event]) -> None:
+    """A marker per audit event; swaps and rollbacks also draw a line across the panels."""
     for kind, (label, color, symbol) in MARKERS.items():
-        found = [e for e in history.events if e.kind == kind]
+        found = [e for e in events if e.kind == kind]
         if not found:
             continue
         fig.add_scatter(
@@ -138,15 +170,6 @@ def timeline_figure(history: History) -> go.Figure:
             for e in found:
                 for row in (1, 2, 3):
                     fig.add_vline(x=_at(e.ts), line={"color": color, "dash": "dot"}, row=row, col=1)
-    fig.update_layout(
-        template="plotly_white",
-        height=720,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        legend={"orientation": "h", "y": -0.08},
-        hovermode="closest",
-    )
-    fig.update_yaxes(automargin=True)
-    return fig
 
 
 def _event_text(event: Event) -> str:

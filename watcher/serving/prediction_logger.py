@@ -172,8 +172,12 @@ class PredictionLogger:
         if len(payload) > self.cfg.max_message_bytes:
             self._fail(1, f"{pid}: {len(payload)} bytes exceed kafka.max_message_bytes; not sent")
             return
+        producer = self._producer
+        if producer is None:
+            self._fail(1, f"{pid}: the logger is closed; not sent")
+            return
         try:
-            future = self._producer.send(self.topic, key=pid.encode("utf-8"), value=payload)
+            future = producer.send(self.topic, key=pid.encode("utf-8"), value=payload)
         except KafkaTimeoutError as exc:
             self._blocked_until = time.monotonic() + self.backoff_s
             self._error(exc)

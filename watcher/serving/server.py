@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -59,6 +59,18 @@ class PredictRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 _REQUEST = msgspec.json.Decoder(PredictRequest)
 _JSON = msgspec.json.Encoder()
+
+
+class Answered(NamedTuple):
+    """What one request was answered with, logged to Kafka after the response is sent."""
+
+    version: str
+    rows: list[dict[str, Scalar]]
+    features: list[str]
+    predictions: list[Any]
+    scores: list[list[float]]
+    groups: list[dict[str, str | int]] | None
+    ids: list[str]
 
 
 class BadRequest(ValueError):
@@ -168,44 +180,43 @@ class InferenceServer(HttpServer):
     # -- app ----------------------------------------------------------------------------------
     def _build_app(self) -> FastAPI:
         app = FastAPI(title="model-warden serve", docs_url=None, redoc_url=None, openapi_url=None)
-
-        @app.get("/healthz")
-        async def healthz() -> JSONResponse:
-            return JSONResponse({"status": "ok"})
-
-        @app.get("/readyz")
-        async def readyz(request: Request) -> Response:
-            if not self._authorized(request):
-                return unauthorized()
-            ready, reason = self.active.ready()
-            body = {"ready": ready, "reason": reason, "model": self.model}
-            body["version"] = self.active.version
-            return JSONResponse(body, status_code=200 if ready else 503)
-
-        @app.post("/predict")
-        async def predict(request: Request) -> Response:
-            if not self._authorized(request):
-                return unauthorized()
-            try:
-                body = await self._read_body(request)
-                if len(body) <= INLINE_BODY_BYTES:
-                    content, logged = self._predict(body)
-                else:  # big batches: leave the event loop free for other requests
-                    content, logged = await run_in_threadpool(self._predict, body)
-            except BodyTooLarge as exc:
-                return JSONResponse({"error": str(exc)}, status_code=413)
-            except BadRequest as exc:
-                return JSONResponse(
-                    {"error": str(exc), "field": exc.field, **exc.extra}, status_code=422
-                )
-            except NotReady as exc:
-                return JSONResponse({"error": f"not ready: {exc}"}, status_code=503)
-            background = None
-            if self.logger is not None and self.logger.enabled:
-                background = BackgroundTask(self._log, *logged)  # after the response is sent
-            return Response(content, media_type="application/json", background=background)
-
+        app.add_api_route("/healthz", self._healthz, methods=["GET"])
+        app.add_api_route("/readyz", self._readyz, methods=["GET"])
+        app.add_api_route("/predict", self._predict_route, methods=["POST"])
         return app
+
+    async def _healthz(self) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def _readyz(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return unauthorized()
+        ready, reason = self.active.ready()
+        body = {"ready": ready, "reason": reason, "model": self.model}
+        body["version"] = self.active.version
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def _predict_route(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return unauthorized()
+        try:
+            body = await self._read_body(request)
+            if len(body) <= INLINE_BODY_BYTES:
+                content, answered = self._predict(body)
+            else:  # big batches: leave the event loop free for other requests
+                content, answered = await run_in_threadpool(self._predict, body)
+        except BodyTooLarge as exc:
+            return JSONResponse({"error": str(exc)}, status_code=413)
+        except BadRequest as exc:
+            return JSONResponse(
+                {"error": str(exc), "field": exc.field, **exc.extra}, status_code=422
+            )
+        except NotReady as exc:
+            return JSONResponse({"error": f"not ready: {exc}"}, status_code=503)
+        background = None
+        if self.logger is not None and self.logger.enabled:
+            background = BackgroundTask(self._log, answered)  # after the response is sent
+        return Response(content, media_type="application/json", background=background)
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.max_body_bytes
@@ -220,7 +231,7 @@ class InferenceServer(HttpServer):
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _predict(self, body: bytes) -> tuple[bytes, tuple]:
+    def _predict(self, body: bytes) -> tuple[bytes, Answered]:
         if b"\\u0000" in body:  # the intake refuses it too: the row could never be stored
             raise BadRequest("body", "NUL character (\\u0000) in JSON text")
         try:
@@ -262,12 +273,25 @@ class InferenceServer(HttpServer):
                 "prediction_ids": ids,
             }
         )
-        return content, (served.version, rows, features, predictions, scores, req.groups, ids)
+        answered = Answered(served.version, rows, features, predictions, scores, req.groups, ids)
+        return content, answered
 
-    def _log(self, version, rows, features, predictions, scores, groups, ids) -> None:
-        logged = [r if len(r) == len(features) else {f: r[f] for f in features} for r in rows]
+    def _log(self, answered: Answered) -> None:
+        if self.logger is None:
+            return
+        features = answered.features
+        rows = [
+            r if len(r) == len(features) else {f: r[f] for f in features} for r in answered.rows
+        ]
         try:
-            self.logger.log(version, logged, predictions, scores, groups=groups, ids=ids)
+            self.logger.log(
+                answered.version,
+                rows,
+                answered.predictions,
+                answered.scores,
+                groups=answered.groups,
+                ids=answered.ids,
+            )
         except Exception as exc:  # noqa: BLE001 - logging must never fail serving
             log.warning("prediction_log_error", model=self.model, error=repr(exc))
 
