@@ -1,36 +1,48 @@
-"""Which reference rows leave the no-forgetting guard: those in regions of the encoded input
-space where recent labels differ significantly from the reference's labels there.
+"""Which reference rows leave the no-forgetting guard: those beside recent rows in regions of
+the encoded input space where recent labels differ significantly from the reference's there.
+No model trained on the recent rows takes part; their labels enter only the per-region tests.
 
-Regions. The leaves of a tree grown on half of the reference (its inputs and its own labels,
-never the recent rows). A node is split at the threshold that best separates the reference's
-labels (Gini for classes, squared error for targets); a node whose labels give no gain is split
-at the median of the input it is widest in (relative to that input's spread overall), so every
-region is small whatever the labels do. A node of fewer than twice `min_leaf` grow-half rows is a
-leaf. Why these regions compare like with like: a leaf is where the old rule is (nearly)
-constant, so recent rows that sit in one corner of it (a covariate shift inside the region) still
-meet the same old label rate there; a per-row k-NN vote failed exactly there, because a reference
-row's recent neighbours lean toward the shifted mass. Small leaves keep an exclusion local: a
-sub-population whose rule changed excludes the leaves it reaches, not the far side of a large
-cell. Regression leaves also carry a ridge line fit on their grow-half rows, and the test is on
-residuals from it, so a slope inside the leaf does not read as a change when recent rows sit at
-one end of it.
+Regions: the leaves of a tree grown on one random half of the reference (its inputs and its own
+labels). A node is split at the threshold that best separates the reference's labels (Gini for
+classes, squared error for targets); a node whose labels give no gain is split at the median of
+the input it is widest in (relative to that input's spread overall), so regions stay small
+whatever the labels do. Nodes split down to `region_rows` grow-half rows a side, and on down to a
+quarter of that where recent rows are dense (at least 6 × `min_recent_rows` in the node: their
+inputs decide how fine, never their labels), so a region that recent traffic fills is small
+enough that a change confined to part of it is not diluted by the rest. Why these regions compare
+like with like: a leaf is where the old rule is (nearly) constant, so recent rows that sit in one
+corner of it meet the same old label rate there. A per-row k-NN vote failed exactly there (a
+reference row's recent neighbours lean toward the shifted mass); here the neighbours run the
+other way, from each recent row to the reference, inside one region.
 
-Honesty. The leaves are chosen on one random half of the reference and tested on the other:
-thresholds picked to make the grow half pure would make its rates look purer than fresh rows
-from the same rule, and every region would "differ".
+The overlap. Within a region the test compares the recent rows with the test-half reference rows
+among the NEIGHBOURS nearest of some recent row: the reference where the two sides overlap, not
+the far side of the region (a covariate shift inside a region that straddles the old boundary
+otherwise reads as a change). Regression leaves also carry a least-squares line fit on their
+grow-half rows and the test is on residuals from it, so a slope inside the region does not read
+as a change when recent rows sit at one end.
 
-Tests. Classification: Fisher's exact test, per region, of the share of the region's majority
-(grow-half) class among the reference's test half against the recent rows. Regression: Welch's
-t-test of the residuals. A region is tested only with at least `min_recent_rows` recent rows and
-`min_reference_rows` test-half reference rows; all others stay guarded (recent traffic does not
-reach them, or too thinly to tell). The p-values of the tested regions are corrected with
-Benjamini–Hochberg by default: when nothing changed it bounds the chance of any exclusion by
-`alpha` (like Holm), and when the rule changed in many regions (a change everywhere) it keeps the
-power to exclude them all, where Holm's family-wise bound would leave contradicted rows in the
-guard and reject candidates that learnt the new rule. `correction="holm"` is there for a stricter
-family-wise bound. A region is excluded when its adjusted p is below `alpha` and the difference
-is at least `min_effect` (a rate difference, or a residual shift in reference-target standard
-deviations), so a many-row region does not leave the guard for a negligible difference.
+Honesty: the leaves are chosen on one half of the reference and tested on the other; thresholds
+picked to make the grow half pure would make its rates look purer than fresh rows of the same
+rule, and regions would "differ" for nothing.
+
+Tests. Classification: Fisher's exact test of the share of the region's majority (grow-half)
+class in the overlap against the recent rows. Regression: Welch's t-test of the residuals. A
+region is tested only with at least `min_recent_rows` recent rows and `min_reference_rows` rows
+in its overlap; the others stay guarded (recent traffic does not reach them, or too thinly to
+tell). The tested regions' p-values are corrected with Benjamini–Hochberg by default: when
+nothing changed it bounds the chance of any exclusion by `alpha` (as Holm does), and when the
+rule changed in many regions it keeps the power to exclude them all, where Holm's family-wise
+bound would leave contradicted rows in the guard and reject candidates that learnt the new rule.
+`correction="holm"` gives the stricter bound. A region differs when its adjusted p is below
+`alpha` and the difference is at least `min_effect` (a rate difference; for regression, a
+residual shift in standard deviations of the reference target), so a many-row region does not
+leave the guard for a negligible difference.
+
+What leaves. In a region that differs, the reference rows no farther from the nearest recent row
+than the widest gap between a recent row and its nearest other recent row: all of a region that
+recent rows cover, the reached end of a region they touch at one end. Everything else stays
+guarded.
 """
 
 from __future__ import annotations
@@ -46,7 +58,7 @@ Task = Literal["classification", "regression"]
 Correction = Literal["bh", "holm"]
 
 MAX_DEPTH = 24  # a safety bound: min_leaf stops the growth long before it
-NEIGHBOURS = 5  # test-half reference rows beside each recent row: the overlap a region tests
+NEIGHBOURS = 2  # test-half reference rows beside each recent row: the overlap a region tests
 
 
 @dataclass(frozen=True)
@@ -148,14 +160,15 @@ def region_shift(
 ) -> RegionShift:
     """Exclude the reference rows of regions where recent labels differ significantly.
 
-    x_ref, x_recent: encoded inputs (n × d, finite). y_ref, y_recent: class labels (any
-    hashable values) or float targets. alpha: level after the correction over tested regions.
-    min_recent_rows / min_reference_rows: rows a region needs on each side (recent; reference
-    test half) to be tested; untested regions stay guarded. region_rows: fewest grow-half
-    reference rows per region (default: 1 % of the grow half, at least min_reference_rows).
+    x_ref, x_recent: encoded inputs (n × d, finite; scaled here by the reference's spread).
+    y_ref, y_recent: class labels (indices, bools or strings) or float targets. alpha: level
+    after the correction over the tested regions. min_recent_rows: recent rows a region needs to
+    be reached and tested. min_reference_rows: test-half reference rows it needs in its overlap.
+    region_rows: fewest grow-half reference rows a side of a split (default 1 % of the grow
+    half, at least min_reference_rows); a quarter of that where recent rows are dense.
     min_effect: smallest difference that excludes (class rate; or residual shift in standard
     deviations of the reference target). bins: quantile thresholds per input. seed: the split
-    of the reference into its grow and test halves.
+    of the reference into its grow and test halves (the same seed gives the same answer).
     """
     x_ref, x_recent = _inputs(x_ref, x_recent)
     if len(x_ref):
@@ -168,7 +181,8 @@ def region_shift(
     y_ref_t, y_recent_t = _targets(y_ref, y_recent, task)
     grow, test = _halves(n_ref, seed)
     min_leaf = region_rows or max(min_reference_rows, len(grow) // 100)
-    tree = _grow_tree(x_ref[grow], y_ref_t[grow], task, min_leaf, bins)
+    growth = _Growth(min_leaf, max(min_reference_rows, min_leaf // 4), 3 * min_recent_rows, bins)
+    tree = _grow_tree(x_ref[grow], y_ref_t[grow], x_recent, task, growth)
     leaf_ref = _apply(tree, x_ref)
     leaf_recent = _apply(tree, x_recent)
     n_leaves = int(tree.leaf.max()) + 1
@@ -218,33 +232,63 @@ def _codes(x: np.ndarray, edges: tuple[np.ndarray, ...]) -> np.ndarray:
     return np.ascontiguousarray(codes.T)
 
 
-def _grow_tree(x: np.ndarray, y: np.ndarray, task: Task, min_leaf: int, bins: int) -> _Tree:
+@dataclass(frozen=True)
+class _Growth:
+    """How far to split: every node down to `min_leaf` grow-half rows a side, and on down to
+    `fine_leaf` where at least 2 × `dense` recent rows fall (recent inputs, never their labels:
+    regions shrink where recent traffic is dense enough to test small ones)."""
+
+    min_leaf: int
+    fine_leaf: int
+    dense: int
+    bins: int
+
+
+def _grow_tree(
+    x: np.ndarray, y: np.ndarray, x_recent: np.ndarray, task: Task, growth: _Growth
+) -> _Tree:
     """Grow depth-first; each node takes the label split, else the median split, else is a leaf."""
-    edges = _bin_edges(x, bins)
-    codes = _codes(x, edges)
+    edges = _bin_edges(x, growth.bins)
+    codes, recent_codes = _codes(x, edges), _codes(x_recent, edges)
     spread = codes.var(axis=0) if len(codes) else np.zeros(codes.shape[1])
-    nodes: list[list[int]] = []  # feature, threshold, left, right, leaf
-    stack: list[tuple[int, np.ndarray, int]] = [(0, np.arange(len(x)), 0)]
-    nodes.append([-1, 0, -1, -1, -1])
+    nodes: list[list[int]] = [[-1, 0, -1, -1, -1]]  # feature, threshold, left, right, leaf
+    stack = [(0, np.arange(len(x)), np.arange(len(x_recent)), 0)]
     leaves = 0
     while stack:
-        node, rows, depth = stack.pop()
-        split = None
-        if len(rows) >= 2 * min_leaf and depth < MAX_DEPTH:
-            split = _label_split(codes[rows], y[rows], task, min_leaf, bins)
-            split = split or _median_split(codes[rows], spread, min_leaf, bins)
+        node, rows, recent, depth = stack.pop()
+        split = _split(codes[rows], y[rows], len(recent), depth, spread, task, growth)
         if split is None:
             nodes[node][4] = leaves
             leaves += 1
             continue
         feature, threshold = split
-        goes_left = codes[rows, feature] <= threshold
-        nodes[node][:4] = [feature, threshold, len(nodes), len(nodes) + 1]
+        left, right = len(nodes), len(nodes) + 1
+        nodes[node][:4] = [feature, threshold, left, right]
         nodes.extend([[-1, 0, -1, -1, -1], [-1, 0, -1, -1, -1]])
-        stack.append((len(nodes) - 1, rows[~goes_left], depth + 1))
-        stack.append((len(nodes) - 2, rows[goes_left], depth + 1))
+        goes_left = codes[rows, feature] <= threshold
+        recent_left = recent_codes[recent, feature] <= threshold
+        stack.append((right, rows[~goes_left], recent[~recent_left], depth + 1))
+        stack.append((left, rows[goes_left], recent[recent_left], depth + 1))
     table = np.array(nodes, dtype=np.int64).reshape(-1, 5)
     return _Tree(table[:, 0], table[:, 1], table[:, 2], table[:, 3], table[:, 4], edges)
+
+
+def _split(
+    codes: np.ndarray,
+    y: np.ndarray,
+    n_recent: int,
+    depth: int,
+    spread: np.ndarray,
+    task: Task,
+    growth: _Growth,
+) -> tuple[int, int] | None:
+    leaf = growth.min_leaf
+    if len(codes) < 2 * leaf and n_recent >= 2 * growth.dense:
+        leaf = growth.fine_leaf
+    if len(codes) < 2 * leaf or depth >= MAX_DEPTH:
+        return None
+    split = _label_split(codes, y, task, leaf, growth.bins)
+    return split or _median_split(codes, spread, leaf, growth.bins)
 
 
 def _histogram(codes: np.ndarray, bins: int, values: np.ndarray, width: int) -> np.ndarray:
@@ -390,13 +434,10 @@ def _beside(
     is_test: np.ndarray,
     recent: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The reference beside the region's recent rows.
-
-    For the test: the test-half rows within each recent row's NEIGHBOURS-th nearest test-half
-    distance (where the two sides overlap), so a covariate shift inside the region meets the
-    reference next to it, not its far side. For the exclusion: the rows no farther from the
-    nearest recent row than the widest gap between a recent row and its nearest other one: where
-    recent rows cover the region, that is all of it; where they touch one end, that end."""
+    """The reference beside the region's recent rows: for the test, the test-half rows within
+    each recent row's NEIGHBOURS-th nearest test-half distance (ties kept: one-hot inputs repeat
+    points); for the exclusion, the rows no farther from the nearest recent row than the widest
+    gap between a recent row and its nearest other one."""
     xr, xq = x_ref[rows], x_recent[recent]
     d2 = _squared_distances(xq, xr)
     tol = 1e-9 * (1.0 + float(d2.max(initial=0.0)))
@@ -429,7 +470,7 @@ def _class_test(
     """The region's majority (grow-half) class: its rate in the test half vs the recent rows."""
     pool = grow if len(grow) else test
     if len(pool) == 0:
-        return np.nan, _mean_or_nan(s.y_recent[recent] == 0), np.nan, 0.0
+        return np.nan, np.nan, np.nan, 0.0
     majority = int(np.bincount(s.y_ref[pool]).argmax())
     k_ref, n_ref = int((s.y_ref[test] == majority).sum()), len(test)
     k_rec, n_rec = int((s.y_recent[recent] == majority).sum()), len(recent)
@@ -484,9 +525,10 @@ def _value_test(
 
 
 def _ridge(x: np.ndarray, y: np.ndarray, strength: float = 1e-3):
-    """A ridge line on centred inputs (penalty: `strength` × mean input variance × rows: enough
-    to keep a constant input solvable, too little to shrink a slope: a shrunk slope leaves
-    residuals that lean with position, and recent rows at one end of the region then "differ")."""
+    """A least-squares line on centred inputs, with a ridge penalty (`strength` × the mean input
+    variance × rows) just large enough to keep constant or repeated inputs solvable: a slope
+    shrunk further leaves residuals that lean with position, and recent rows at one end of the
+    region would then "differ"."""
     mx, my = x.mean(axis=0), float(y.mean())
     xc = x - mx
     gram = xc.T @ xc

@@ -120,41 +120,43 @@ def test_labels_reversed_everywhere_excludes_nearly_all(seed):
     x_rec, y_rec = sea(0, seed + 100, N_RECENT)
     result = region_shift(x_ref, y_ref, x_rec, 1 - y_rec, "classification")
     assert result.excluded_share >= 0.9, result.summary
-    assert result.reached_share >= 0.97
+    assert result.reached_share >= 0.95
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_sine_reversed_excludes_nearly_all(seed):
-    """SINE1 → its reversal (River's function 1): every reference label is contradicted."""
+    """SINE1 → its reversal (River's function 1): every reference label is contradicted; ≥ 92 %
+    excluded (what is left lies in regions too thinly reached to test)."""
     x_ref, y_ref = sine(0, seed, N_REF)
     x_rec, y_rec = sine(1, seed + 100, N_RECENT)
     result = region_shift(x_ref, y_ref, x_rec, y_rec, "classification")
-    assert result.excluded_share >= 0.95, result.summary
+    assert result.excluded_share >= 0.92, result.summary
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_sine_boundary_change_excludes_the_contradicted_rows(seed):
     """SINE1 → SINE2 (another boundary; 27 % of the inputs change label): ≥ 85 % of those rows
-    excluded, ≤ 30 % of the others (regions straddling the new boundary go whole)."""
+    excluded, ≤ 15 % of the others (regions straddling the new boundary go whole)."""
     x_ref, y_ref = sine(0, seed, N_REF)
     x_rec, y_rec = sine(2, seed + 100, N_RECENT)
     result = region_shift(x_ref, y_ref, x_rec, y_rec, "classification")
     differ = sine_label(0, x_ref) != sine_label(2, x_ref)
     assert result.mask[differ].mean() >= 0.85, result.summary
-    assert result.mask[~differ].mean() <= 0.30, result.summary
+    assert result.mask[~differ].mean() <= 0.15, result.summary
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_sea_threshold_change_excludes_the_contradicted_band(seed):
     """SEA threshold 8 → 9.5 (variant 3): 13 % of the inputs change label, in a diagonal band
-    under 10 % label noise. ≥ 70 % of the band is excluded, ≤ 20 % of the rest."""
+    under 10 % label noise. ≥ 65 % of the band is excluded, ≤ 10 % of the rest (a band one unit
+    wide crosses regions that it fills only in part: the weakest case here)."""
     x_ref, y_ref = sea(0, seed, N_REF)
     x_rec, y_rec = sea(3, seed + 100, N_RECENT)
     result = region_shift(x_ref, y_ref, x_rec, y_rec, "classification")
     total = x_ref[:, 0] + x_ref[:, 1]
     band = (total > 8) & (total <= 9.5)
-    assert result.mask[band].mean() >= 0.70, result.summary
-    assert result.mask[~band].mean() <= 0.20, result.summary
+    assert result.mask[band].mean() >= 0.65, result.summary
+    assert result.mask[~band].mean() <= 0.10, result.summary
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -220,13 +222,14 @@ def test_rule_change_in_a_subpopulation_stays_where_it_reaches(seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_sine_rule_change_in_a_subpopulation_stays_where_it_reaches(seed):
-    """Sine: recent rows only where x1 > 0.6 follow SINE2 there."""
+    """Sine: recent rows only where x1 > 0.6 follow SINE2 there: ≥ 75 % of the contradicted
+    reference rows with x1 > 0.65 excluded, ≤ 5 % of the reference below x1 = 0.55."""
     x_ref, y_ref = sine(0, seed, N_REF)
     x_new, y_new = sine(2, seed + 100, 4 * N_RECENT)
     x_rec, y_rec = split(x_new, y_new, x_new[:, 1] > 0.6, N_RECENT)
     result = region_shift(x_ref, y_ref, x_rec, y_rec, "classification")
     differ = sine_label(0, x_ref) != sine_label(2, x_ref)
-    assert result.mask[differ & (x_ref[:, 1] > 0.65)].mean() >= 0.8, result.summary
+    assert result.mask[differ & (x_ref[:, 1] > 0.65)].mean() >= 0.75, result.summary
     assert result.mask[x_ref[:, 1] < 0.55].mean() <= 0.05, result.summary
 
 
@@ -331,7 +334,7 @@ def test_constant_target_regression():
     moved = region_shift(x_ref, np.ones(2_000), x_rec, np.full(500, 2.0), "regression")
     assert same.excluded_share == 0.0
     assert moved.tested_regions > 0 and moved.excluded_regions == moved.tested_regions
-    assert moved.excluded_share == moved.reached_share
+    assert moved.excluded_rows == sum(r.reference_near for r in moved.regions if r.tested)
 
 
 def test_too_few_recent_rows_to_test_stay_guarded():
