@@ -179,6 +179,8 @@ def region_shift(
     if n_ref < 2:
         return _nothing_tested(n_ref, len(x_recent), task, alpha, correction)
     y_ref_t, y_recent_t = _targets(y_ref, y_recent, task)
+    if (len(y_ref_t), len(y_recent_t)) != (n_ref, len(x_recent)):
+        raise ValueError("region_shift needs one label per input row on each side")
     grow, test = _halves(n_ref, seed)
     min_leaf = region_rows or max(min_reference_rows, len(grow) // 100)
     growth = _Growth(min_leaf, max(min_reference_rows, min_leaf // 4), 3 * min_recent_rows, bins)

@@ -5,6 +5,7 @@ contradicts, a passing sub-population leaves what it does not reach guarded."""
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from functools import cache
 
@@ -387,6 +388,8 @@ def test_too_few_recent_rows_to_test_stay_guarded():
 def test_non_finite_inputs_are_refused():
     with pytest.raises(ValueError, match="finite"):
         region_shift(np.array([[np.nan]]), [0], np.zeros((1, 1)), [0], "classification")
+    with pytest.raises(ValueError, match="one label per input row"):
+        region_shift(np.zeros((3, 1)), [0, 1], np.zeros((1, 1)), [0], "classification")
 
 
 # --- the result and its parts ------------------------------------------------------------------
@@ -402,7 +405,7 @@ def test_result_table_and_dict_agree_with_the_mask():
     assert sum(r.reference_rows for r in result.regions) == N_REF
     assert sum(r.recent_rows for r in result.regions) == N_RECENT
     assert all(r.adjusted_p < 0.01 and r.tested for r in excluded)
-    as_dict = result.as_dict()
+    as_dict = json.loads(json.dumps(result.as_dict()))  # JSON-ready as it is
     assert as_dict["excluded_rows"] == result.excluded_rows
     assert as_dict["excluded_regions"] == len(excluded)
     assert len(as_dict["regions"]) == len(result.regions)
