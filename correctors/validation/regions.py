@@ -42,7 +42,13 @@ leave the guard for a negligible difference.
 What leaves. In a region that differs, the reference rows no farther from the nearest recent row
 than the widest gap between a recent row and its nearest other recent row: all of a region that
 recent rows cover, the reached end of a region they touch at one end. Everything else stays
-guarded.
+guarded. With `refine`, a differing region is halved and each half tested at alpha / 2: halves
+that test alike stay guarded. Measured on River's streams (3 seeds, refine=3 against 0): rows
+excluded for nothing fall (SINE1 → SINE2: 3–5 % of the unchanged rows instead of 11–12 %;
+FriedmanDrift's local change: 10–13 % of the far rows instead of 17–22 %), and so do the
+contradicted rows caught (labels reversed: 86–88 % instead of 93–95 %, because a half that
+straddles the old boundary keeps its class rate when every label flips). Off by default: a
+change everywhere must leave the guard whole.
 """
 
 from __future__ import annotations
@@ -157,6 +163,7 @@ def region_shift(
     correction: Correction = "bh",
     bins: int = 32,
     seed: int = 0,
+    refine: int = 0,
 ) -> RegionShift:
     """Exclude the reference rows of regions where recent labels differ significantly.
 
@@ -169,6 +176,9 @@ def region_shift(
     min_effect: smallest difference that excludes (class rate; or residual shift in standard
     deviations of the reference target). bins: quantile thresholds per input. seed: the split
     of the reference into its grow and test halves (the same seed gives the same answer).
+    refine: how often a differing region may be halved to place the difference (0: the rows
+    beside its recent rows go whole; 3 halves down to an eighth: fewer rows leave the guard
+    for nothing, and fewer contradicted rows leave it, see the module's note).
     """
     x_ref, x_recent = _inputs(x_ref, x_recent)
     if len(x_ref):
@@ -189,8 +199,13 @@ def region_shift(
     leaf_recent = _apply(tree, x_recent)
     n_leaves = int(tree.leaf.max()) + 1
     sides = _Sides(leaf_ref, y_ref_t, grow, test, leaf_recent, y_recent_t, n_leaves)
-    rows = _test_regions(sides, x_ref, x_recent, task, min_recent_rows, min_reference_rows)
-    return _decide(rows, n_ref, task, alpha, min_effect, correction, len(x_recent))
+    in_test = np.zeros(n_ref, dtype=bool)
+    in_test[test] = True
+    scale = float(np.std(y_ref_t)) if task == "regression" else 1.0
+    data = _Data(
+        sides, x_ref, x_recent, in_test, task, min_recent_rows, min_reference_rows, scale, refine
+    )
+    return _decide(_test_regions(data), data, alpha, min_effect, correction)
 
 
 def _inputs(x_ref: np.ndarray, x_recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -394,39 +409,88 @@ class _Tested:
     effect: float
     reached: bool
     tested: bool
-    near: np.ndarray  # reference rows beside the region's recent rows (what an exclusion takes)
+    near: np.ndarray  # reference rows beside the region's recent rows
+    rows: np.ndarray  # the region's reference rows
+    recent: np.ndarray  # the region's recent rows
 
 
-def _test_regions(
-    s: _Sides,
-    x_ref: np.ndarray,
-    x_recent: np.ndarray,
-    task: Task,
-    min_recent: int,
-    min_reference: int,
-) -> list[_Tested]:
+@dataclass(frozen=True)
+class _Data:
+    """What a region's test reads: both sides, the reference's halves, the rows a test needs."""
+
+    sides: _Sides
+    x_ref: np.ndarray
+    x_recent: np.ndarray
+    in_test: np.ndarray
+    task: Task
+    min_recent: int
+    min_reference: int
+    scale: float  # regression: the reference target's standard deviation
+    refine: int  # how often a differing region may be halved to place the difference
+
+
+def _test_regions(data: _Data) -> list[_Tested]:
+    s = data.sides
     ref_by_leaf = _rows_by_leaf(s.leaf_ref, s.n_leaves)
     recent_by_leaf = _rows_by_leaf(s.leaf_recent, s.n_leaves)
-    in_test = np.zeros(len(s.leaf_ref), dtype=bool)
-    in_test[s.test] = True
-    scale = float(np.std(s.y_ref)) if task == "regression" else 1.0
-    out = []
-    for leaf in range(s.n_leaves):
-        rows, recent = ref_by_leaf[leaf], recent_by_leaf[leaf]
-        grow = rows[~in_test[rows]]
-        reached = len(recent) >= min_recent
-        test, near = rows[in_test[rows]], rows[:0]
-        if reached:
-            test, near = _beside(x_ref, x_recent, rows, in_test[rows], recent)
-        tested = reached and len(test) >= min_reference and len(grow) > 0
-        if task == "classification":
-            ref_v, rec_v, p, eff = _class_test(s, grow, test, recent, tested)
-        else:
-            ref_v, rec_v, p, eff = _value_test(s, x_ref, x_recent, (grow, test, recent), tested)
-            eff = eff / scale if scale > 0 else eff
-        tally = (len(rows), len(test), len(recent))
-        out.append(_Tested(leaf, *tally, ref_v, rec_v, p, eff, reached, tested, near))
-    return out
+    return [_test_rows(data, i, ref_by_leaf[i], recent_by_leaf[i]) for i in range(s.n_leaves)]
+
+
+def _test_rows(data: _Data, region: int, rows: np.ndarray, recent: np.ndarray) -> _Tested:
+    """Test one region: its reference rows (both halves) against its recent rows."""
+    grow = rows[~data.in_test[rows]]
+    reached = len(recent) >= data.min_recent
+    test, near = rows[data.in_test[rows]], rows[:0]
+    if reached:
+        test, near = _beside(data.x_ref, data.x_recent, rows, data.in_test[rows], recent)
+    tested = reached and len(test) >= data.min_reference and len(grow) > 0
+    if data.task == "classification":
+        ref_v, rec_v, p, eff = _class_test(data.sides, grow, test, recent, tested)
+    else:
+        parts = (grow, test, recent)
+        ref_v, rec_v, p, eff = _value_test(data.sides, data.x_ref, data.x_recent, parts, tested)
+        eff = eff / data.scale if data.scale > 0 else eff
+    tally = (len(rows), len(test), len(recent))
+    return _Tested(region, *tally, ref_v, rec_v, p, eff, reached, tested, near, rows, recent)
+
+
+def _localise(
+    data: _Data, r: _Tested, alpha: float, min_effect: float, depth: int = 0
+) -> np.ndarray:
+    """The rows of a differing region to exclude. Halve it (at the median of its widest input)
+    and test each half at alpha / 2: a half that differs is placed further the same way, a half
+    that tests alike stays guarded, a half too thin to test goes with its region. Where neither
+    half differs on its own (or the region cannot be halved) the difference is real but not
+    placed more finely, and the rows beside the region's recent rows go."""
+    halves = _halve(data, r.rows, r.recent) if depth < data.refine else None
+    if halves is None:
+        return r.near
+    parts = [_test_rows(data, r.region, rows, recent) for rows, recent in halves]
+    differ = [p.tested and p.p_value < alpha / 2 and p.effect >= min_effect for p in parts]
+    if not any(differ):
+        return r.near
+    found = [r.near[:0]]
+    for part, differs in zip(parts, differ, strict=True):
+        if differs:
+            found.append(_localise(data, part, alpha, min_effect, depth + 1))
+        elif not part.tested:
+            found.append(np.intersect1d(r.near, part.rows))
+    return np.concatenate(found)
+
+
+def _halve(
+    data: _Data, rows: np.ndarray, recent: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    x = data.x_ref[rows]
+    if len(rows) < 2:
+        return None
+    feature = int(np.argmax(x.var(axis=0)))
+    cut = float(np.median(x[:, feature]))
+    left = x[:, feature] <= cut
+    if left.all() or not left.any():
+        return None
+    recent_left = data.x_recent[recent, feature] <= cut
+    return [(rows[left], recent[recent_left]), (rows[~left], recent[~recent_left])]
 
 
 def _beside(
@@ -561,39 +625,36 @@ def adjust_p(p: np.ndarray, correction: Correction) -> np.ndarray:
 
 
 def _decide(
-    rows: list[_Tested],
-    n_ref: int,
-    task: Task,
-    alpha: float,
-    min_effect: float,
-    correction: Correction,
-    n_recent: int,
+    rows: list[_Tested], data: _Data, alpha: float, min_effect: float, correction: Correction
 ) -> RegionShift:
-    """Correct the tested regions' p-values, exclude the rows beside recent rows in those that
-    differ, and say so."""
+    """Correct the tested regions' p-values, exclude where those that differ differ, say so."""
     tested = [r for r in rows if r.tested]
     adjusted = adjust_p(np.array([r.p_value for r in tested]), correction)
     by_region = {r.region: float(a) for r, a in zip(tested, adjusted, strict=True)}
+    n_ref = len(data.x_ref)
     mask = np.zeros(n_ref, dtype=bool)
     reached = np.zeros(n_ref, dtype=bool)
     table = []
     for r in rows:
         adj = by_region.get(r.region, np.nan)
         excluded = bool(r.tested and adj < alpha and r.effect >= min_effect)
-        mask[r.near] |= excluded
+        leaving = r.near[:0]
+        if excluded:
+            leaving = np.intersect1d(_localise(data, r, alpha, min_effect), r.near)
+        mask[leaving] = True
         reached[r.near] |= r.reached
         values = (r.reference_value, r.recent_value, r.p_value, adj)
-        counts = (r.reference_rows, len(r.near), int(excluded) * len(r.near), r.reference_sample)
+        counts = (r.reference_rows, len(r.near), len(leaving), r.reference_sample)
         table.append(
             RegionRow(r.region, *counts, r.recent_rows, *values, r.reached, r.tested, excluded)
         )
     result = RegionShift(
         mask,
         tuple(table),
-        task,
+        data.task,
         alpha,
         correction,
-        n_recent,
+        len(data.x_recent),
         int(mask.sum()),
         _share(mask),
         _share(reached),

@@ -316,6 +316,26 @@ def test_friedman_local_drift_is_the_resolution_limit(seed):
     assert result.mask[~near].mean() <= 0.25, result.summary
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_refining_places_the_difference_more_finely(seed):
+    """refine=3 halves differing regions and keeps halves that test alike guarded. SINE1 → SINE2:
+    ≤ 7 % of the unchanged rows excluded (11–12 % without) and ≥ 80 % of the changed ones still;
+    labels reversed everywhere: still ≥ 85 % excluded (93–95 % without)."""
+    x_ref, y_ref = sine(0, seed, N_REF)
+    x_rec, y_rec = sine(2, seed + 100, N_RECENT)
+    result = region_shift(x_ref, y_ref, x_rec, y_rec, "classification", refine=3)
+    differ = sine_label(0, x_ref) != sine_label(2, x_ref)
+    assert result.mask[~differ].mean() <= 0.07, result.summary
+    assert result.mask[differ].mean() >= 0.80, result.summary
+    x_sea, y_sea = sea(0, seed, N_REF)
+    x_new, y_new = sea(0, seed + 100, N_RECENT)
+    reversed_ = region_shift(x_sea, y_sea, x_new, 1 - y_new, "classification", refine=3)
+    assert reversed_.excluded_share >= 0.85, reversed_.summary
+    excluded = [r for r in reversed_.regions if r.excluded]
+    assert all(r.excluded_rows <= r.reference_near for r in excluded)
+    assert sum(r.excluded_rows for r in excluded) == reversed_.excluded_rows
+
+
 # --- (6) tiny and odd inputs ------------------------------------------------------------------
 
 
