@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import structlog
 
 from watcher.checks.calibration import Calibration
 from watcher.checks.groups import GAP_INDICATORS, fixed_gap_bounds, gap_p_value
@@ -15,8 +14,6 @@ from watcher.checks.outcome import GROUP_PREFIX, CheckKind, CheckOutcome, is_err
 from watcher.checks.protocol import CheckContext, VersionReference
 from watcher.checks.quality import gaps, group_quality
 from watcher.config import ModelConfig
-
-log = structlog.get_logger("warden.detection")
 
 
 @dataclass

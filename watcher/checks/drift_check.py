@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import structlog
 
 from watcher.checks.baseline import drift_columns, quality_bound
 from watcher.checks.calibration import Calibration
@@ -17,8 +16,6 @@ from watcher.checks.outcome import CheckKind, CheckOutcome, labelled, seq_range
 from watcher.checks.protocol import CheckContext, VersionReference
 from watcher.checks.quality import HEADLINE, LOWER_IS_BETTER, direct_quality
 from watcher.config import ModelConfig
-
-log = structlog.get_logger("warden.detection")
 
 PAGE_NOTE = (
     "Every column below is judged at warden's threshold: its calibrated normal "

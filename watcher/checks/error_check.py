@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import structlog
 
 from watcher.checks.baseline import quality_bound
 from watcher.checks.outcome import (
@@ -22,8 +21,6 @@ from watcher.checks.protocol import CheckContext, VersionReference
 from watcher.checks.quality import HEADLINE, LOWER_IS_BETTER, evidently_quality
 from watcher.checks.slices import ErrorSlice, find_error_slices
 from watcher.config import ModelConfig
-
-log = structlog.get_logger("warden.detection")
 
 
 @dataclass

@@ -10,12 +10,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import structlog
 
 from watcher.checks.calibration import Calibration
 from watcher.config import ModelConfig
-
-log = structlog.get_logger("warden.detection")
 
 
 class CheckKind(StrEnum):
