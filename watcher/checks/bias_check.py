@@ -2,116 +2,154 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 import pandas as pd
-import structlog
 
+from watcher.checks.calibration import Calibration
 from watcher.checks.groups import GAP_INDICATORS, fixed_gap_bounds, gap_p_value
-from watcher.checks.outcome import GROUP_PREFIX, CheckOutcome, is_error
-from watcher.checks.quality import (
-    gaps,
-    group_quality,
-)
+from watcher.checks.outcome import GROUP_PREFIX, CheckKind, CheckOutcome, is_error, labelled_outcome
+from watcher.checks.protocol import CheckContext, VersionReference
+from watcher.checks.quality import gaps, group_quality
 from watcher.config import ModelConfig
 
-log = structlog.get_logger("warden.detection")
+
+@dataclass
+class GroupFindings:
+    """Per attribute: its groups' figures and gaps; the gaps that fail, widest over first."""
+
+    per_attribute: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
 
 
 class BiasCheck:
-    """The bias check of `ModelChecker`: per-group quality and outcome rates, and gaps
-    that are both outside their normal range and significant in the window."""
+    """Per-group quality and outcome rates, and gaps that are both outside their normal range
+    and significant in the window."""
 
-    # -- bias -------------------------------------------------------------------------------
-    def bias(self, cfg: ModelConfig, version: str, window: pd.DataFrame) -> CheckOutcome:
-        checks = cfg.checks
-        outcome, labelled = self._labelled_outcome("bias", cfg, version, window)
+    kind = CheckKind.BIAS
+
+    def run(
+        self, window: pd.DataFrame, reference: VersionReference, context: CheckContext
+    ) -> CheckOutcome:
+        cfg = context.cfg
+        outcome, rows = labelled_outcome(self.kind, cfg, reference.version, window)
         if outcome.skipped_reason:
             return outcome
-        attributes = [
-            c
-            for c in labelled
-            if c.startswith(GROUP_PREFIX)
-            and (
-                checks.group_attributes is None or c[len(GROUP_PREFIX) :] in checks.group_attributes
-            )
-        ]
+        attributes = group_columns(rows, cfg)
         if not attributes:
             return outcome.skip("no group attributes in the window's predictions")
-        classes = self.serving_model(version).classes
-        cal = self.calibration(cfg, version, len(labelled))
-        fixed = fixed_gap_bounds(cfg)
-        per_attribute: dict[str, dict] = {}
-        failures: list[dict] = []
-        for column in attributes:
-            attribute = column[len(GROUP_PREFIX) :]
-            groups = group_quality(labelled, column, cfg.task, classes, checks.min_group_rows)
-            found = gaps(groups, cfg.task)
-            for gap, figures in found.items():
-                normal = cal.gaps.get(column, {}).get(gap) if cal is not None else None
-                bound = normal.high if normal is not None else fixed[gap]
-                figures["bound"] = bound
-                figures["calibrated"] = normal is not None
-                # wider than normal, and not just the noise of this window's own error rates
-                figures["p_value"] = gap_p_value(labelled, column, gap, figures, cfg.task, classes)
-                figures["interval"] = gap_interval(
-                    labelled, column, gap, figures, cfg.task, classes
-                )
-                if figures["value"] > bound and figures["p_value"] < checks.bias_alpha:
-                    failures.append({"attribute": attribute, "gap": gap, **figures})
-            per_attribute[attribute] = {"groups": groups, "gaps": found}
-        outcome.passed = not failures
-        failures.sort(key=lambda f: -(f["value"] - f["bound"]))
-        outcome.figures = {
-            "attributes": per_attribute,
-            "gaps": {
-                a: {g: f["value"] for g, f in v["gaps"].items()} for a, v in per_attribute.items()
-            },
-            "failures": failures,
-            "reference": self.baseline(cfg, version).source,
-        }
-        outcome.summary = (
-            "; ".join(
-                f"groups.{f['attribute']}: {f['gap']} {f['value']:.3f} > {f['bound']:.3f}, "
-                f"{f['disadvantaged']} disadvantaged"
-                for f in failures[:3]
-            )
-            or f"group gaps within bounds for {', '.join(per_attribute)}"
-        )
-        if failures:
-            worst = failures[0]
-            outcome.severity = "critical" if worst["value"] >= 2 * worst["bound"] else "high"
-            column = GROUP_PREFIX + worst["attribute"]
-            in_group = labelled[column].astype(str) == worst["disadvantaged"]
-            errors = is_error(labelled, cfg.task, self.baseline(cfg, version))
-            outcome.flagged_ids = labelled.loc[in_group & errors, "prediction_id"].tolist()[
-                : checks.max_flagged_ids
-            ]
-            snapshot = self._group_report(cfg, classes, labelled, in_group)
-            outcome.report_path = self.save(
-                snapshot,
-                outcome,
-                f"the other groups of {column} in this window",
-                note=f"Current = {column} = {worst['disadvantaged']} (the disadvantaged group), "
-                f"reference = every other group of {column}, in the same window.",
-            )
+        cal = reference.calibration(len(rows))
+        found = find_gaps(rows, attributes, cal, reference.classes, cfg)
+        outcome.passed = not found.failures
+        outcome.figures = bias_figures(found, reference.baseline.source)
+        outcome.summary = bias_summary(found)
+        if found.failures:
+            self._failed(outcome, found.failures[0], rows, reference, context)
         return outcome
 
-    def _group_report(self, cfg, classes, labelled, in_group):
-        """The disadvantaged group (current) against everyone else (reference), in Evidently."""
-        from evidently import Dataset, Report
-
-        from watcher.checks.quality import _metrics, _task_definition, frame_for_quality
-
-        defn = _task_definition(cfg.task, classes, [], [])
-        snapshot = Report(_metrics(cfg.task)).run(
-            Dataset.from_pandas(
-                frame_for_quality(labelled[in_group], cfg.task), data_definition=defn
-            ),
-            Dataset.from_pandas(
-                frame_for_quality(labelled[~in_group], cfg.task), data_definition=defn
-            ),
+    def _failed(
+        self,
+        outcome: CheckOutcome,
+        worst: dict[str, Any],
+        rows: pd.DataFrame,
+        reference: VersionReference,
+        context: CheckContext,
+    ) -> None:
+        """Severity, the errors of the disadvantaged group, and the Evidently page."""
+        cfg = context.cfg
+        outcome.severity = "critical" if worst["value"] >= 2 * worst["bound"] else "high"
+        column = GROUP_PREFIX + worst["attribute"]
+        in_group = rows[column].astype(str) == worst["disadvantaged"]
+        errors = is_error(rows, cfg.task, reference.baseline)
+        outcome.flagged_ids = rows.loc[in_group & errors, "prediction_id"].tolist()[
+            : cfg.checks.max_flagged_ids
+        ]
+        snapshot = group_page_report(cfg.task, reference.classes, rows, in_group)
+        outcome.report_path = context.keep_page(
+            snapshot,
+            outcome,
+            f"the other groups of {column} in this window",
+            note=f"Current = {column} = {worst['disadvantaged']} (the disadvantaged group), "
+            f"reference = every other group of {column}, in the same window.",
         )
-        return snapshot
+
+
+def group_columns(rows: pd.DataFrame, cfg: ModelConfig) -> list[str]:
+    """The window's `groups.*` columns, only the configured attributes when some are."""
+    wanted = cfg.checks.group_attributes
+    return [
+        c
+        for c in rows
+        if c.startswith(GROUP_PREFIX) and (wanted is None or c[len(GROUP_PREFIX) :] in wanted)
+    ]
+
+
+def find_gaps(
+    rows: pd.DataFrame,
+    attributes: list[str],
+    cal: Calibration | None,
+    classes: list[str],
+    cfg: ModelConfig,
+) -> GroupFindings:
+    """Every gap of every attribute against its bound (calibrated, else fixed); a gap fails
+    when it is wider than normal and not just the noise of this window's own rates."""
+    checks, fixed = cfg.checks, fixed_gap_bounds(cfg)
+    found = GroupFindings()
+    for column in attributes:
+        attribute = column[len(GROUP_PREFIX) :]
+        groups = group_quality(rows, column, cfg.task, classes, checks.min_group_rows)
+        found_gaps = gaps(groups, cfg.task)
+        for gap, figures in found_gaps.items():
+            normal = cal.gaps.get(column, {}).get(gap) if cal is not None else None
+            bound = normal.high if normal is not None else fixed[gap]
+            figures["bound"] = bound
+            figures["calibrated"] = normal is not None
+            figures["p_value"] = gap_p_value(rows, column, gap, figures, cfg.task, classes)
+            figures["interval"] = gap_interval(rows, column, gap, figures, cfg.task, classes)
+            if figures["value"] > bound and figures["p_value"] < checks.bias_alpha:
+                found.failures.append({"attribute": attribute, "gap": gap, **figures})
+        found.per_attribute[attribute] = {"groups": groups, "gaps": found_gaps}
+    found.failures.sort(key=lambda f: -(f["value"] - f["bound"]))
+    return found
+
+
+def bias_figures(found: GroupFindings, source: str) -> dict[str, Any]:
+    return {
+        "attributes": found.per_attribute,
+        "gaps": {
+            a: {g: f["value"] for g, f in v["gaps"].items()} for a, v in found.per_attribute.items()
+        },
+        "failures": found.failures,
+        "reference": source,
+    }
+
+
+def bias_summary(found: GroupFindings) -> str:
+    return (
+        "; ".join(
+            f"groups.{f['attribute']}: {f['gap']} {f['value']:.3f} > {f['bound']:.3f}, "
+            f"{f['disadvantaged']} disadvantaged"
+            for f in found.failures[:3]
+        )
+        or f"group gaps within bounds for {', '.join(found.per_attribute)}"
+    )
+
+
+def group_page_report(
+    task: str, classes: list[str], rows: pd.DataFrame, in_group: pd.Series
+) -> Any:
+    """The disadvantaged group (current) against everyone else (reference), in Evidently."""
+    from evidently import Dataset, Report
+
+    from watcher.checks.quality import frame_for_quality, quality_metrics, task_definition
+
+    defn = task_definition(task, classes, [], [])
+    return Report(quality_metrics(task)).run(
+        Dataset.from_pandas(frame_for_quality(rows[in_group], task), data_definition=defn),
+        Dataset.from_pandas(frame_for_quality(rows[~in_group], task), data_definition=defn),
+    )
 
 
 def gap_interval(

@@ -18,7 +18,7 @@ way was used. `contiguous=False` draws every chunk at random.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,34 +100,9 @@ def calibrate(
     started = time.perf_counter()
     chunk_rows = min(chunk_rows, len(reference) // 2)
     rng = np.random.default_rng(seed)
-    magnitudes: dict[str, list[float]] = {}
-    methods: dict[str, str] = {}
-    qualities: dict[str, list[float]] = {}
-    gap_values: dict[str, dict[str, list[float]]] = {}
-    for round_ in range(rounds):
-        # contiguous chunks alternate with random ones: a run of rows shows what an ordered
-        # reference (seasons, batches) varies by, but overlapping runs are correlated and alone
-        # would understate the spread of an unordered one
-        if contiguous and round_ % 2 == 0:
-            start = int(rng.integers(0, len(reference) - chunk_rows + 1))
-            inside = np.zeros(len(reference), dtype=bool)
-            inside[start : start + chunk_rows] = True
-            chunk, rest = reference.iloc[inside], reference.iloc[~inside]
-        else:
-            order = rng.permutation(len(reference))
-            chunk = reference.iloc[order[:chunk_rows]]
-            rest = reference.iloc[order[chunk_rows:]]
-        if drift is not None:  # the expensive part (Evidently), calibrated separately
-            for col, found in drift(chunk, rest).items():
-                magnitudes.setdefault(col, []).append(found.magnitude)
-                methods[col] = found.method
-        if quality is not None:
-            for name, value in quality(chunk).items():
-                qualities.setdefault(name, []).append(value)
-        if group_gaps is not None:
-            for attribute, found_gaps in group_gaps(chunk).items():
-                for gap, value in found_gaps.items():
-                    gap_values.setdefault(attribute, {}).setdefault(gap, []).append(value)
+    samples = _Samples()
+    for chunk, rest in _chunks(reference, chunk_rows, rounds, rng, contiguous):
+        samples.add(chunk, rest, drift, quality, group_gaps)
     # Chunks drawn without replacement from a finite reference vary less than independent
     # windows of traffic would (finite-population correction): undo that for quality and gaps.
     fpc = 1.0 / np.sqrt(max(1e-9, 1.0 - chunk_rows / len(reference)))
@@ -135,15 +110,67 @@ def calibrate(
         chunk_rows=chunk_rows,
         rounds=rounds,
         chunks="contiguous and random" if contiguous else "random",
-        columns={c: normal_range(v, sigmas) for c, v in magnitudes.items()},
-        methods=methods,
-        quality={q: normal_range(v, sigmas, fpc) for q, v in qualities.items()},
+        columns={c: normal_range(v, sigmas) for c, v in samples.magnitudes.items()},
+        methods=samples.methods,
+        quality={q: normal_range(v, sigmas, fpc) for q, v in samples.qualities.items()},
         gaps={
             a: {g: normal_range(v, sigmas, fpc) for g, v in found.items() if len(v) > 1}
-            for a, found in gap_values.items()
+            for a, found in samples.gaps.items()
         },
         seconds=time.perf_counter() - started,
     )
+
+
+def _chunks(
+    reference: pd.DataFrame,
+    chunk_rows: int,
+    rounds: int,
+    rng: np.random.Generator,
+    contiguous: bool,
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Each round's chunk and the rest of the reference. Contiguous chunks alternate with
+    random ones: a run of rows shows what an ordered reference (seasons, batches) varies by,
+    but overlapping runs are correlated and alone would understate the spread of an
+    unordered one."""
+    for round_ in range(rounds):
+        if contiguous and round_ % 2 == 0:
+            start = int(rng.integers(0, len(reference) - chunk_rows + 1))
+            inside = np.zeros(len(reference), dtype=bool)
+            inside[start : start + chunk_rows] = True
+            yield reference.iloc[inside], reference.iloc[~inside]
+        else:
+            order = rng.permutation(len(reference))
+            yield reference.iloc[order[:chunk_rows]], reference.iloc[order[chunk_rows:]]
+
+
+@dataclass
+class _Samples:
+    """Every figure's value on every chunk so far."""
+
+    magnitudes: dict[str, list[float]] = field(default_factory=dict)
+    methods: dict[str, str] = field(default_factory=dict)
+    qualities: dict[str, list[float]] = field(default_factory=dict)
+    gaps: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def add(
+        self,
+        chunk: pd.DataFrame,
+        rest: pd.DataFrame,
+        drift: DriftFn | None,
+        quality: FiguresFn | None,
+        group_gaps: GapsFn | None,
+    ) -> None:
+        if drift is not None:  # the expensive part (Evidently), calibrated separately
+            for col, found in drift(chunk, rest).items():
+                self.magnitudes.setdefault(col, []).append(found.magnitude)
+                self.methods[col] = found.method
+        if quality is not None:
+            for name, value in quality(chunk).items():
+                self.qualities.setdefault(name, []).append(value)
+        if group_gaps is not None:
+            for attribute, found_gaps in group_gaps(chunk).items():
+                for gap, value in found_gaps.items():
+                    self.gaps.setdefault(attribute, {}).setdefault(gap, []).append(value)
 
 
 def size_bucket(rows: int) -> int:

@@ -43,7 +43,8 @@ def definition(numeric: list[str], categorical: list[str], classification=None, 
     )
 
 
-def _datasets(current, reference, numeric, categorical):
+def evidently_datasets(current, reference, numeric, categorical):
+    """Current and reference as Evidently datasets of the same columns."""
     from evidently import Dataset
 
     columns = [*numeric, *categorical]
@@ -75,7 +76,7 @@ def run_drift(
     options = {k: v for k, v in {"method": method, "threshold": threshold}.items() if v}
     metrics = [ValueDrift(column=c, **options) for c in [*numeric, *categorical]]
     snapshot = Report(metrics, include_tests=True).run(
-        *_datasets(current, reference, numeric, categorical)
+        *evidently_datasets(current, reference, numeric, categorical)
     )
     found, _ = parse_drift(snapshot.dict())
     share = sum(c.evidently_drifted for c in found.values()) / max(1, len(found))
@@ -98,7 +99,7 @@ def drift_report(
     columns = [*numeric, *categorical]
     preset = DataDriftPreset(columns=columns, method=method, threshold=threshold)
     return Report([preset], include_tests=True).run(
-        *_datasets(current, reference, numeric, categorical)
+        *evidently_datasets(current, reference, numeric, categorical)
     )
 
 

@@ -3,39 +3,54 @@ rows of the drifted region that a correction should learn from."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pandas as pd
-import structlog
 
-from watcher.checks.drift import _datasets, run_drift
-from watcher.checks.outcome import CheckOutcome, seq_range
-from watcher.checks.quality import (
-    HEADLINE,
-    LOWER_IS_BETTER,
-    direct_quality,
-)
+from watcher.checks.baseline import drift_columns, quality_bound
+from watcher.checks.calibration import Calibration
+from watcher.checks.drift import DriftResult, evidently_datasets, run_drift
+from watcher.checks.outcome import CheckKind, CheckOutcome, labelled, seq_range
+from watcher.checks.protocol import CheckContext, VersionReference
+from watcher.checks.quality import HEADLINE, LOWER_IS_BETTER, direct_quality
 from watcher.config import ModelConfig
 
-log = structlog.get_logger("warden.detection")
+PAGE_NOTE = (
+    "Every column below is judged at warden's threshold: its calibrated normal "
+    "range where there is one, else the configured method's threshold."
+)
+
+
+@dataclass
+class DriftVerdict:
+    """What the drift check found, before it becomes an outcome."""
+
+    columns: dict[str, dict[str, Any]]  # per column (and the prediction): score, drifted, ...
+    drifted: list[str]  # drifted features, most drifted first
+    prediction_drift: bool
+    passed: bool
+    rule: str
 
 
 class DriftCheck:
-    """The drift check of `ModelChecker`: each column and the prediction against the
-    baseline, judged by calibrated normal ranges (or a fixed share)."""
+    """Each column and the prediction against the baseline, judged by calibrated normal
+    ranges (or a fixed share)."""
 
-    def drift(self, cfg: ModelConfig, version: str, window: pd.DataFrame) -> CheckOutcome:
-        checks = cfg.checks
-        outcome = CheckOutcome("drift", version, passed=True, rows=len(window))
+    kind = CheckKind.DRIFT
+
+    def run(
+        self, window: pd.DataFrame, reference: VersionReference, context: CheckContext
+    ) -> CheckOutcome:
+        cfg, checks = context.cfg, context.cfg.checks
+        outcome = CheckOutcome(self.kind, reference.version, passed=True, rows=len(window))
         outcome.seq_range = seq_range(window)
         if len(window) < checks.min_rows:
             return outcome.skip(f"window has {len(window)} rows < min_rows {checks.min_rows}")
-        base = self.baseline(cfg, version)
-        numeric, categorical = self._drift_columns(cfg)
-        current = window[cfg.features].copy()
-        if cfg.task == "regression":
-            current["prediction"] = pd.to_numeric(window["prediction"], errors="coerce")
-        else:
-            current["prediction"] = window["prediction"].astype(str)
+        base = reference.baseline
+        current = drift_frame(window, cfg)
+        numeric, categorical = drift_columns(cfg)
         result = run_drift(
             current,
             base.frame,
@@ -44,83 +59,138 @@ class DriftCheck:
             method=checks.drift_method,
             threshold=checks.drift_threshold,
         )
-        cal = self.calibration(cfg, version, len(window), "drift")
-        columns: dict[str, dict] = {}
-        for col, found in result.columns.items():
-            normal = cal.columns.get(col) if cal is not None else None
-            comparable = normal is not None and cal.methods.get(col) == found.method
-            drifted = found.magnitude > normal.high if comparable else found.evidently_drifted
-            columns[col] = {
-                "score": found.score,
-                "method": found.method,
-                "magnitude": found.magnitude,
-                "drifted": bool(drifted),
-                "normal_high": normal.high if comparable else None,
-                "sigmas": normal.sigmas_above(found.magnitude) if comparable else None,
-            }
-        drifted = sorted(
-            (c for c in cfg.features if columns.get(c, {}).get("drifted")),
-            key=lambda c: -(columns[c]["sigmas"] or columns[c]["magnitude"]),
-        )
-        share = len(drifted) / len(cfg.features)
-        prediction_drift = bool(columns.get("prediction", {}).get("drifted"))
-        if cal is not None:
-            outcome.passed = len(drifted) < checks.min_drifted_columns and not prediction_drift
-            rule = f"columns outside their normal range (≥{checks.min_drifted_columns} fails)"
-        else:
-            outcome.passed = share < checks.drift_share
-            rule = f"share of drifted columns (≥{checks.drift_share} fails)"
-        outcome.figures = {
-            "thresholds": checks.thresholds if cal is not None else "fixed",
-            "drift_share": share,
-            "drift_share_threshold": checks.drift_share,
-            "evidently_share": result.share,
-            "drifted_columns": drifted,
-            "prediction_drift": prediction_drift,
-            "columns": columns,
-            "reference": base.source,
-            **({"calibration": cal.summary()} if cal is not None else {}),
-        }
-        named = f": {', '.join(drifted[:5])}" if drifted else ""
-        outcome.summary = f"{len(drifted)}/{len(cfg.features)} columns drifted ({rule}){named}"
-        if prediction_drift:  # fails on its own: say so, even when no column drifted
-            outcome.summary = f"the predictions drifted (fails on its own); {outcome.summary}"
+        cal = reference.calibration(len(window), "drift")
+        verdict = judge_drift(result, cal, cfg)
+        outcome.passed = verdict.passed
+        outcome.figures = drift_figures(verdict, result, cal, cfg, base.source)
+        outcome.summary = drift_summary(verdict, len(cfg.features))
         if not outcome.passed:
-            outcome.severity, impact = self._drift_severity(cfg, version, window)
-            outcome.figures["quality_impact"] = impact
-            outcome.flagged_ids = drifted_region_ids(window, base.frame, drifted, cfg)[
-                : checks.max_flagged_ids
-            ]
-            report = drift_page_report(
-                current,
-                base.frame,
-                numeric,
-                categorical,
-                columns,
-                order=[*drifted, "prediction"],
-                method=checks.drift_method,
-                threshold=checks.drift_threshold,
-            )
-            outcome.report_path = self.save(
-                report,
-                outcome,
-                base.source,
-                note="Every column below is judged at warden's threshold: its calibrated normal "
-                "range where there is one, else the configured method's threshold.",
-            )
+            self._failed(outcome, verdict, window, current, reference, context)
         return outcome
 
-    def _drift_severity(self, cfg: ModelConfig, version: str, window: pd.DataFrame):
-        """Severity by impact on quality where labels exist: drift that hurts is high."""
-        labelled = self.labelled(cfg, version, window)
-        if len(labelled) < cfg.checks.min_labelled:
-            return "warning", "unknown (too few labels yet)"
-        classes = self.serving_model(version).classes
-        headline = HEADLINE[cfg.task]
-        value = direct_quality(labelled, cfg.task, classes)[headline]
-        bound = self._quality_bound(cfg, version, len(labelled))
-        hurt = value > bound if headline in LOWER_IS_BETTER else value < bound
-        return ("high" if hurt else "warning"), f"{headline} {value:.3f} (bound {bound:.3f})"
+    def _failed(
+        self,
+        outcome: CheckOutcome,
+        verdict: DriftVerdict,
+        window: pd.DataFrame,
+        current: pd.DataFrame,
+        reference: VersionReference,
+        context: CheckContext,
+    ) -> None:
+        """Severity, the rows of the drifted region, and the Evidently page."""
+        cfg, checks, base = context.cfg, context.cfg.checks, reference.baseline
+        outcome.severity, impact = drift_severity(window, reference, cfg)
+        outcome.figures["quality_impact"] = impact
+        outcome.flagged_ids = drifted_region_ids(window, base.frame, verdict.drifted, cfg)[
+            : checks.max_flagged_ids
+        ]
+        numeric, categorical = drift_columns(cfg)
+        report = drift_page_report(
+            current,
+            base.frame,
+            numeric,
+            categorical,
+            verdict.columns,
+            order=[*verdict.drifted, "prediction"],
+            method=checks.drift_method,
+            threshold=checks.drift_threshold,
+        )
+        outcome.report_path = context.keep_page(report, outcome, base.source, note=PAGE_NOTE)
+
+
+def drift_frame(window: pd.DataFrame, cfg: ModelConfig) -> pd.DataFrame:
+    """The window's features and its prediction, typed as the reference's."""
+    current = window[cfg.features].copy()
+    if cfg.task == "regression":
+        current["prediction"] = pd.to_numeric(window["prediction"], errors="coerce")
+    else:
+        current["prediction"] = window["prediction"].astype(str)
+    return current
+
+
+def column_figures(result: DriftResult, cal: Calibration | None) -> dict[str, dict[str, Any]]:
+    """Each column's statistic and verdict: outside its calibrated normal range when the
+    range was learnt with the same method, else Evidently's verdict at the method's threshold."""
+    columns: dict[str, dict[str, Any]] = {}
+    for col, found in result.columns.items():
+        normal = cal.columns.get(col) if cal is not None else None
+        if normal is not None and cal is not None and cal.methods.get(col) == found.method:
+            drifted, high = found.magnitude > normal.high, normal.high
+            sigmas: float | None = normal.sigmas_above(found.magnitude)
+        else:
+            drifted, high, sigmas = found.evidently_drifted, None, None
+        columns[col] = {
+            "score": found.score,
+            "method": found.method,
+            "magnitude": found.magnitude,
+            "drifted": bool(drifted),
+            "normal_high": high,
+            "sigmas": sigmas,
+        }
+    return columns
+
+
+def judge_drift(result: DriftResult, cal: Calibration | None, cfg: ModelConfig) -> DriftVerdict:
+    """Calibrated: fails from `min_drifted_columns` columns outside their range, or when the
+    prediction drifted. Fixed: fails from `drift_share` of the columns."""
+    checks = cfg.checks
+    columns = column_figures(result, cal)
+    drifted = sorted(
+        (c for c in cfg.features if columns.get(c, {}).get("drifted")),
+        key=lambda c: -(columns[c]["sigmas"] or columns[c]["magnitude"]),
+    )
+    prediction_drift = bool(columns.get("prediction", {}).get("drifted"))
+    if cal is not None:
+        passed = len(drifted) < checks.min_drifted_columns and not prediction_drift
+        rule = f"columns outside their normal range (≥{checks.min_drifted_columns} fails)"
+    else:
+        passed = len(drifted) / len(cfg.features) < checks.drift_share
+        rule = f"share of drifted columns (≥{checks.drift_share} fails)"
+    return DriftVerdict(columns, drifted, prediction_drift, passed, rule)
+
+
+def drift_figures(
+    verdict: DriftVerdict,
+    result: DriftResult,
+    cal: Calibration | None,
+    cfg: ModelConfig,
+    source: str,
+) -> dict[str, Any]:
+    checks = cfg.checks
+    return {
+        "thresholds": checks.thresholds if cal is not None else "fixed",
+        "drift_share": len(verdict.drifted) / len(cfg.features),
+        "drift_share_threshold": checks.drift_share,
+        "evidently_share": result.share,
+        "drifted_columns": verdict.drifted,
+        "prediction_drift": verdict.prediction_drift,
+        "columns": verdict.columns,
+        "reference": source,
+        **({"calibration": cal.summary()} if cal is not None else {}),
+    }
+
+
+def drift_summary(verdict: DriftVerdict, features: int) -> str:
+    drifted = verdict.drifted
+    named = f": {', '.join(drifted[:5])}" if drifted else ""
+    summary = f"{len(drifted)}/{features} columns drifted ({verdict.rule}){named}"
+    if verdict.prediction_drift:  # fails on its own: say so, even when no column drifted
+        return f"the predictions drifted (fails on its own); {summary}"
+    return summary
+
+
+def drift_severity(
+    window: pd.DataFrame, reference: VersionReference, cfg: ModelConfig
+) -> tuple[str, str]:
+    """Severity by impact on quality where labels exist: drift that hurts is high."""
+    rows = labelled(window, reference.version)
+    if len(rows) < cfg.checks.min_labelled:
+        return "warning", "unknown (too few labels yet)"
+    headline = HEADLINE[cfg.task]
+    value = direct_quality(rows, cfg.task, reference.classes)[headline]
+    bound = quality_bound(cfg, reference.baseline, reference.calibration(len(rows)))
+    hurt = value > bound if headline in LOWER_IS_BETTER else value < bound
+    return ("high" if hurt else "warning"), f"{headline} {value:.3f} (bound {bound:.3f})"
 
 
 def drifted_region_ids(
@@ -172,5 +242,5 @@ def drift_page_report(
         options = {"method": method, "threshold": evidently_threshold(columns[col], threshold)}
         metrics.append(ValueDrift(column=col, **{k: v for k, v in options.items() if v}))
     return Report(metrics, include_tests=True).run(
-        *_datasets(current, reference, numeric, categorical)
+        *evidently_datasets(current, reference, numeric, categorical)
     )

@@ -3,111 +3,141 @@ slices where errors concentrate."""
 
 from __future__ import annotations
 
-import pandas as pd
-import structlog
+from dataclasses import dataclass
+from typing import Any
 
-from watcher.checks.calibration import NormalRange
-from watcher.checks.outcome import GROUP_PREFIX, CheckOutcome, is_error
-from watcher.checks.quality import (
-    HEADLINE,
-    LOWER_IS_BETTER,
-    evidently_quality,
+import pandas as pd
+
+from watcher.checks.baseline import quality_bound
+from watcher.checks.outcome import (
+    GROUP_PREFIX,
+    Baseline,
+    CheckKind,
+    CheckOutcome,
+    is_error,
+    labelled_outcome,
 )
-from watcher.checks.slices import find_error_slices
+from watcher.checks.protocol import CheckContext, VersionReference
+from watcher.checks.quality import HEADLINE, LOWER_IS_BETTER, evidently_quality
+from watcher.checks.slices import ErrorSlice, find_error_slices
 from watcher.config import ModelConfig
 
-log = structlog.get_logger("warden.detection")
+
+@dataclass
+class Measured:
+    """The error check's figures for one labelled window."""
+
+    figures: dict[str, Any]  # Evidently's quality figures
+    headline: str
+    value: float
+    bound: float
+    errors: pd.Series  # per labelled row
+    slices: list[ErrorSlice]  # where errors concentrate, worst first
+
+    @property
+    def passed(self) -> bool:
+        if self.headline in LOWER_IS_BETTER:
+            return bool(self.value <= self.bound)
+        return bool(self.value >= self.bound)
 
 
 class ErrorCheck:
-    """The error check of `ModelChecker`: headline quality on labelled rows against its
-    bound, and the slices where errors concentrate."""
+    """Headline quality on labelled rows against its bound, and the slices where errors
+    concentrate."""
 
-    # -- errors -----------------------------------------------------------------------------
-    def _quality_bound(self, cfg: ModelConfig, version: str, rows: int) -> float:
-        """The worst headline figure that is still normal (calibrated, fixed or a floor)."""
-        checks, headline = cfg.checks, HEADLINE[cfg.task]
-        base = self.baseline(cfg, version)
-        cal = self.calibration(cfg, version, rows)
-        worse_is_higher = headline in LOWER_IS_BETTER
-        if cal is not None and headline in cal.quality:
-            normal: NormalRange = cal.quality[headline]
-            bound = normal.high if worse_is_higher else normal.low
-        elif worse_is_higher:
-            bound = base.quality[headline] + checks.max_mae_increase
-        else:
-            bound = base.quality[headline] - checks.max_accuracy_drop
-        if worse_is_higher and checks.max_mae is not None:
-            bound = min(bound, checks.max_mae)
-        if not worse_is_higher and checks.min_accuracy is not None:
-            bound = max(bound, checks.min_accuracy)
-        return bound
+    kind = CheckKind.ERROR
 
-    def error(self, cfg: ModelConfig, version: str, window: pd.DataFrame) -> CheckOutcome:
-        checks = cfg.checks
-        outcome, labelled = self._labelled_outcome("error", cfg, version, window)
+    def run(
+        self, window: pd.DataFrame, reference: VersionReference, context: CheckContext
+    ) -> CheckOutcome:
+        cfg = context.cfg
+        outcome, rows = labelled_outcome(self.kind, cfg, reference.version, window)
         if outcome.skipped_reason:
             return outcome
-        base = self.baseline(cfg, version)
-        classes = self.serving_model(version).classes
-        result = evidently_quality(labelled, cfg.task, classes)
-        headline = HEADLINE[cfg.task]
-        value = float(result.figures[headline])
-        bound = self._quality_bound(cfg, version, len(labelled))
-        worse_is_higher = headline in LOWER_IS_BETTER
-        outcome.passed = bool(value <= bound if worse_is_higher else value >= bound)
-        errors = is_error(labelled, cfg.task, base)
-        slices = find_error_slices(
-            labelled,
-            errors,
-            numeric=list(cfg.numeric_features),
-            categorical=[
-                *cfg.categorical_features,
-                *[c for c in labelled if c.startswith(GROUP_PREFIX)],
-            ],
-            edges=base.edges,
-            min_rows=checks.slice_min_rows,
-            alpha=checks.slice_alpha,
-        )
-        outcome.figures = {
-            **result.figures,
-            "headline": headline,
-            "bound": bound,
-            f"baseline_{headline}": base.quality[headline],
-            "errors": int(errors.sum()),
-            "error_slices": [s.as_dict() for s in slices[:10]],
-            "reference": base.source,
-        }
-        if headline == "accuracy":  # kept for the demo narration and older readers
-            outcome.figures["baseline_accuracy"] = base.quality["accuracy"]
-            outcome.figures["accuracy_floor"] = bound
-            outcome.figures["misclassified"] = int(errors.sum())
-        where = "; ".join(f"{s.column}={s.value} ({s.error_rate:.0%})" for s in slices[:3])
-        outcome.summary = (
-            f"{headline} {value:.3f} on {len(labelled)} labelled rows vs baseline "
-            f"{base.quality[headline]:.3f} (bound {bound:.3f})"
-            + (f"; errors concentrate in {where}" if where else "")
-        )
+        base = reference.baseline
+        found = measure(rows, reference, cfg)
+        outcome.passed = found.passed
+        outcome.figures = error_figures(found, base)
+        outcome.summary = error_summary(found, base, len(rows))
         if not outcome.passed:
-            gap = abs(value - base.quality[headline])
-            margin = abs(base.quality[headline] - bound) or 1e-9
-            outcome.severity = "critical" if gap >= 2 * margin else "high"
-            # the errors, and the rows of the slices where errors concentrate
-            in_slices = pd.Series(False, index=labelled.index)
-            for found in slices[:10]:
-                in_slices |= found.mask(labelled)
-            outcome.flagged_ids = labelled.loc[errors | in_slices, "prediction_id"].tolist()[
-                : checks.max_flagged_ids
-            ]
-            report = quality_page_report(labelled, base.frame, cfg.task, classes, bound)
-            outcome.report_path = self.save(
-                report,
-                outcome,
-                base.source,
-                note=f"Current = this window's labelled rows, reference = {base.source} scored by "
-                f"{version}. The one test is warden's: {headline} against its bound {bound:.3f}.",
-            )
+            self._failed(outcome, found, rows, reference, context)
         return outcome
+
+    def _failed(
+        self,
+        outcome: CheckOutcome,
+        found: Measured,
+        rows: pd.DataFrame,
+        reference: VersionReference,
+        context: CheckContext,
+    ) -> None:
+        """Severity, the errors and the rows of their slices, and the Evidently page."""
+        cfg, base = context.cfg, reference.baseline
+        gap = abs(found.value - base.quality[found.headline])
+        margin = abs(base.quality[found.headline] - found.bound) or 1e-9
+        outcome.severity = "critical" if gap >= 2 * margin else "high"
+        in_slices = pd.Series(False, index=rows.index)
+        for piece in found.slices[:10]:
+            in_slices |= piece.mask(rows)
+        outcome.flagged_ids = rows.loc[found.errors | in_slices, "prediction_id"].tolist()[
+            : cfg.checks.max_flagged_ids
+        ]
+        report = quality_page_report(rows, base.frame, cfg.task, reference.classes, found.bound)
+        outcome.report_path = context.keep_page(
+            report,
+            outcome,
+            base.source,
+            note=f"Current = this window's labelled rows, reference = {base.source} scored by "
+            f"{reference.version}. The one test is warden's: {found.headline} against its "
+            f"bound {found.bound:.3f}.",
+        )
+
+
+def measure(rows: pd.DataFrame, reference: VersionReference, cfg: ModelConfig) -> Measured:
+    """Quality with Evidently, its bound, the misclassified (or far-off) rows and their slices."""
+    checks, base = cfg.checks, reference.baseline
+    result = evidently_quality(rows, cfg.task, reference.classes)
+    headline = HEADLINE[cfg.task]
+    value = float(result.figures[headline])
+    bound = quality_bound(cfg, base, reference.calibration(len(rows)))
+    errors = is_error(rows, cfg.task, base)
+    slices = find_error_slices(
+        rows,
+        errors,
+        numeric=list(cfg.numeric_features),
+        categorical=[*cfg.categorical_features, *[c for c in rows if c.startswith(GROUP_PREFIX)]],
+        edges=base.edges,
+        min_rows=checks.slice_min_rows,
+        alpha=checks.slice_alpha,
+    )
+    return Measured(result.figures, headline, value, bound, errors, slices)
+
+
+def error_figures(found: Measured, base: Baseline) -> dict[str, Any]:
+    headline, bound, errors = found.headline, found.bound, int(found.errors.sum())
+    figures = {
+        **found.figures,
+        "headline": headline,
+        "bound": bound,
+        f"baseline_{headline}": base.quality[headline],
+        "errors": errors,
+        "error_slices": [s.as_dict() for s in found.slices[:10]],
+        "reference": base.source,
+    }
+    if headline == "accuracy":  # kept for the demo narration and older readers
+        figures["baseline_accuracy"] = base.quality["accuracy"]
+        figures["accuracy_floor"] = bound
+        figures["misclassified"] = errors
+    return figures
+
+
+def error_summary(found: Measured, base: Baseline, rows: int) -> str:
+    where = "; ".join(f"{s.column}={s.value} ({s.error_rate:.0%})" for s in found.slices[:3])
+    return (
+        f"{found.headline} {found.value:.3f} on {rows} labelled rows vs baseline "
+        f"{base.quality[found.headline]:.3f} (bound {found.bound:.3f})"
+        + (f"; errors concentrate in {where}" if where else "")
+    )
 
 
 def quality_page_report(labelled, reference, task: str, classes, bound: float):
@@ -117,7 +147,7 @@ def quality_page_report(labelled, reference, task: str, classes, bound: float):
     from evidently import metrics as m
     from evidently.tests import gte, lte
 
-    from watcher.checks.quality import _task_definition, frame_for_quality
+    from watcher.checks.quality import frame_for_quality, task_definition
 
     if task == "regression":
         metrics = [
@@ -134,7 +164,7 @@ def quality_page_report(labelled, reference, task: str, classes, bound: float):
             m.PrecisionByLabel(tests={}),
             m.RecallByLabel(tests={}),
         ]
-    defn = _task_definition(task, classes, [], [])
+    defn = task_definition(task, classes, [], [])
     current, ref = (
         Dataset.from_pandas(frame_for_quality(f, task), data_definition=defn)
         for f in (labelled, reference)

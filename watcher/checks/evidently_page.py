@@ -9,8 +9,11 @@ the metrics (and their thresholds) and this module only adds the verdict and dro
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from watcher.checks.outcome import CheckOutcome
 
 
 def verdict_markdown(
@@ -69,3 +72,30 @@ def save_page(snapshot: Any, path: Path, header: str) -> Path:
     ]
     path.write_text(render_widgets(widgets, as_iframe=False), encoding="utf-8")
     return path
+
+
+def keep_page(
+    snapshot: Any,
+    directory: Path,
+    model: str,
+    outcome: CheckOutcome,
+    reference: str,
+    note: str = "",
+) -> Path:
+    """Keep a failing check's Evidently page in `directory`, warden's verdict (the alert's
+    words) on top; named by time and kind so that pages never overwrite each other."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    start, end = outcome.seq_range
+    labelled = f" ({outcome.labelled_rows} labelled)" if outcome.labelled_rows else ""
+    header = verdict_markdown(
+        model=model,
+        version=outcome.version,
+        kind=outcome.kind,
+        severity=outcome.severity,
+        summary=outcome.summary,
+        window=f"{outcome.rows} rows{labelled}, seq {start}–{end}",
+        reference=reference,
+        note=note,
+    )
+    return save_page(snapshot, directory / f"{stamp}-{outcome.kind}.html", header)

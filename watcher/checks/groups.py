@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import structlog
 
 from watcher.checks.quality import (
     direct_quality,
     gaps,
 )
 from watcher.config import ModelConfig
-
-log = structlog.get_logger("warden.detection")
 
 
 def fixed_gap_bounds(cfg: ModelConfig) -> dict[str, float]:

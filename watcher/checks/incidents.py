@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import Session, col, select
 
 from storage.audit import record_event
 from storage.db import session_scope
@@ -34,69 +34,91 @@ def record_outcomes(
     engine: Engine, model: str, outcomes: list[CheckOutcome], checks: ChecksConfig | None = None
 ) -> list[IncidentChange]:
     """Store every check run; open, update, reopen or resolve incidents accordingly."""
-    checks = checks or ChecksConfig()
+    checks = checks or ChecksConfig.model_validate({})  # the defaults
     changes: list[IncidentChange] = []
     with session_scope(engine) as session:
         for out in outcomes:
-            run = CheckRun(
-                model=model,
-                model_version=out.version,
-                kind=out.kind,
-                rows=out.rows,
-                labelled_rows=out.labelled_rows,
-                passed=out.passed,
-                skipped_reason=out.skipped_reason,
-                figures=json_safe(out.figures),
-                report_path=str(out.report_path) if out.report_path else None,
-                window_start_seq=out.seq_range[0],
-                window_end_seq=out.seq_range[1],
-                duration_s=out.duration_s,
-            )
-            session.add(run)
-            session.flush()
+            run = _store_run(session, model, out)
             if out.skipped_reason:
                 continue
-            current = session.exec(
-                select(Incident).where(
-                    Incident.model == model, Incident.kind == out.kind, Incident.status == "open"
-                )
-            ).first()
-            if out.passed:
-                if current is not None:
-                    _count_clean(session, current, model, checks.resolve_after)
-                continue
-            if current is None:
-                current = _recently_resolved(session, model, out.kind, checks.cooldown_minutes)
-                if current is not None:
-                    _update(current, out, run.id)
-                    current.status, current.resolved_at = "open", None
-                    current.reopened += 1
-                    session.add(current)
-                    record_event(
-                        session,
-                        "incident_reopened",
-                        actor="daemon",
-                        model=model,
-                        subject=str(current.id),
-                        incident_kind=out.kind,
-                        summary=out.summary,
-                        cooldown_minutes=checks.cooldown_minutes,
-                    )
-                    changes.append(
-                        IncidentChange(current, opened=False, alert=False, reopened=True)
-                    )
-                    continue
-                current = _open(session, model, out, run.id)
-                changes.append(IncidentChange(current, opened=True, alert=True))
-                continue
-            rose = SEVERITY_RANK.get(out.severity, 0) > SEVERITY_RANK.get(current.severity, 0)
-            _update(current, out, run.id)
-            session.add(current)
-            changes.append(IncidentChange(current, opened=False, alert=rose, escalated=rose))
+            change = _follow_up(session, model, out, run.id, checks)
+            if change is not None:
+                changes.append(change)
     return changes
 
 
-def _open(session, model: str, out: CheckOutcome, run_id: int | None) -> Incident:
+def _store_run(session: Session, model: str, out: CheckOutcome) -> CheckRun:
+    run = CheckRun(
+        model=model,
+        model_version=out.version,
+        kind=out.kind,
+        rows=out.rows,
+        labelled_rows=out.labelled_rows,
+        passed=out.passed,
+        skipped_reason=out.skipped_reason,
+        figures=json_safe(out.figures),
+        report_path=str(out.report_path) if out.report_path else None,
+        window_start_seq=out.seq_range[0],
+        window_end_seq=out.seq_range[1],
+        duration_s=out.duration_s,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def _follow_up(
+    session: Session, model: str, out: CheckOutcome, run_id: int | None, checks: ChecksConfig
+) -> IncidentChange | None:
+    """One judged outcome against the kind's open incident: count a clean check, or open,
+    reopen (within the cooldown) or update the incident."""
+    current = session.exec(
+        select(Incident).where(
+            Incident.model == model, Incident.kind == out.kind, Incident.status == "open"
+        )
+    ).first()
+    if out.passed:
+        if current is not None:
+            _count_clean(session, current, model, checks.resolve_after)
+        return None
+    if current is None:
+        resolved = _recently_resolved(session, model, out.kind, checks.cooldown_minutes)
+        if resolved is not None:
+            return _reopen(session, resolved, model, out, run_id, checks.cooldown_minutes)
+        return IncidentChange(_open(session, model, out, run_id), opened=True, alert=True)
+    rose = SEVERITY_RANK.get(out.severity, 0) > SEVERITY_RANK.get(current.severity, 0)
+    _update(current, out, run_id)
+    session.add(current)
+    return IncidentChange(current, opened=False, alert=rose, escalated=rose)
+
+
+def _reopen(
+    session: Session,
+    incident: Incident,
+    model: str,
+    out: CheckOutcome,
+    run_id: int | None,
+    cooldown_minutes: float,
+) -> IncidentChange:
+    """Failed again within the cooldown: the resolved incident opens again, quietly."""
+    _update(incident, out, run_id)
+    incident.status, incident.resolved_at = "open", None
+    incident.reopened += 1
+    session.add(incident)
+    record_event(
+        session,
+        "incident_reopened",
+        actor="daemon",
+        model=model,
+        subject=str(incident.id),
+        incident_kind=out.kind,
+        summary=out.summary,
+        cooldown_minutes=cooldown_minutes,
+    )
+    return IncidentChange(incident, opened=False, alert=False, reopened=True)
+
+
+def _open(session: Session, model: str, out: CheckOutcome, run_id: int | None) -> Incident:
     incident = Incident(
         model=model,
         model_version=out.version,
@@ -137,7 +159,7 @@ def _update(incident: Incident, out: CheckOutcome, run_id: int | None) -> None:
         incident.report_path = str(out.report_path)
 
 
-def _count_clean(session, incident: Incident, model: str, resolve_after: int) -> None:
+def _count_clean(session: Session, incident: Incident, model: str, resolve_after: int) -> None:
     incident.clean_checks += 1
     if incident.clean_checks >= resolve_after:
         incident.status, incident.resolved_at = "resolved", utcnow()
@@ -152,14 +174,14 @@ def _count_clean(session, incident: Incident, model: str, resolve_after: int) ->
     session.add(incident)
 
 
-def _recently_resolved(session, model: str, kind: str, minutes: float) -> Incident | None:
+def _recently_resolved(session: Session, model: str, kind: str, minutes: float) -> Incident | None:
     if minutes <= 0:
         return None
     since = utcnow() - timedelta(minutes=minutes)
     found = session.exec(
         select(Incident)
         .where(Incident.model == model, Incident.kind == kind, Incident.status == "resolved")
-        .order_by(Incident.resolved_at.desc())
+        .order_by(col(Incident.resolved_at).desc())
     ).first()
     if found is None or found.resolved_at is None:
         return None
@@ -183,10 +205,10 @@ def open_incidents(engine: Engine, model: str, *, uncovered: bool = False) -> li
         query = select(Incident).where(Incident.model == model, Incident.status == "open")
         if uncovered:
             query = query.where(
-                Incident.candidate_id.is_(None),
+                col(Incident.candidate_id).is_(None),
                 Incident.correction_attempts < MAX_CORRECTION_ATTEMPTS,
             )
-        return list(session.exec(query.order_by(Incident.id)))
+        return list(session.exec(query.order_by(col(Incident.id))))
 
 
 MAX_CORRECTION_ATTEMPTS = 3
@@ -198,7 +220,7 @@ def mark_for_retry(engine: Engine, incident_ids: list[int], reason: str) -> int:
     highest = 0
     with session_scope(engine) as session:
         for incident_id in incident_ids:
-            incident = session.get(Incident, incident_id)
+            incident = _incident(session, incident_id)
             incident.correction_attempts += 1
             incident.correction_error = reason[:2000]
             highest = max(highest, incident.correction_attempts)
@@ -218,6 +240,13 @@ def mark_for_retry(engine: Engine, incident_ids: list[int], reason: str) -> int:
 def mark_covered(engine: Engine, incident_ids: list[int], candidate_id: str) -> None:
     with session_scope(engine) as session:
         for incident_id in incident_ids:
-            incident = session.get(Incident, incident_id)
+            incident = _incident(session, incident_id)
             incident.candidate_id = candidate_id
             session.add(incident)
+
+
+def _incident(session: Session, incident_id: int) -> Incident:
+    incident = session.get(Incident, incident_id)
+    if incident is None:
+        raise LookupError(f"no incident {incident_id}")
+    return incident

@@ -4,20 +4,26 @@ and the frame helpers every check kind shares."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import structlog
 
 from watcher.checks.calibration import Calibration
 from watcher.config import ModelConfig
 
-log = structlog.get_logger("warden.detection")
+
+class CheckKind(StrEnum):
+    """The built-in check kinds; each has a `Check` registered in `registry.py`."""
+
+    DRIFT = "drift"
+    ERROR = "error"
+    BIAS = "bias"
 
 
-KINDS = ("drift", "error", "bias")
+KINDS: tuple[str, ...] = tuple(kind.value for kind in CheckKind)  # run by default, in this order
 GROUP_PREFIX = "groups."
 
 
@@ -25,7 +31,7 @@ GROUP_PREFIX = "groups."
 class CheckOutcome:
     """One check's verdict and figures; a failed one becomes (or updates) an incident."""
 
-    kind: str  # "drift" | "error" | "bias"
+    kind: str  # a registered check's kind (see `CheckKind`)
     version: str
     passed: bool
     rows: int
@@ -38,6 +44,9 @@ class CheckOutcome:
     seq_range: tuple[int | None, int | None] = (None, None)
     duration_s: float = 0.0
     flagged_ids: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.kind = str(self.kind)  # a `CheckKind` is stored, logged and compared as its text
 
     def skip(self, reason: str) -> CheckOutcome:
         self.skipped_reason = reason
@@ -89,3 +98,27 @@ def is_error(frame: pd.DataFrame, task: str, base: Baseline) -> pd.Series:
         err = (pd.to_numeric(frame["prediction"]) - pd.to_numeric(frame["target"])).abs()
         return err > 2 * base.quality["mae"]
     return frame["prediction"].astype(str) != frame["target"].astype(str)
+
+
+def labelled(window: pd.DataFrame, version: str) -> pd.DataFrame:
+    """Rows of the window served by `version` whose label has arrived."""
+    served = window[(window["label"].notna()) & (window["model_version"] == version)].copy()
+    served["target"] = served["label"].astype(str)
+    served["prediction"] = served["prediction"].astype(str)
+    return served
+
+
+def labelled_outcome(
+    kind: str, cfg: ModelConfig, version: str, window: pd.DataFrame
+) -> tuple[CheckOutcome, pd.DataFrame]:
+    """The labelled rows served by `version`, and an outcome already skipped when there are
+    fewer than `min_labelled` of them (every check that needs labels starts here)."""
+    rows = labelled(window, version)
+    outcome = CheckOutcome(kind, version, True, len(window), labelled_rows=len(rows))
+    outcome.seq_range = seq_range(rows)
+    if len(rows) < cfg.checks.min_labelled:
+        outcome.skip(
+            f"{len(rows)} labelled rows served by {version} < min_labelled "
+            f"{cfg.checks.min_labelled}"
+        )
+    return outcome, rows

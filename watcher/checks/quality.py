@@ -27,7 +27,8 @@ class QualityResult:
     snapshot: Any
 
 
-def _task_definition(task: str, classes: list[str], numeric: list[str], categorical: list[str]):
+def task_definition(task: str, classes: list[str], numeric: list[str], categorical: list[str]):
+    """Evidently's data definition of a labelled frame (`target`, `prediction`) for the task."""
     from evidently import BinaryClassification, MulticlassClassification, Regression
 
     if task == "regression":
@@ -45,7 +46,7 @@ def _task_definition(task: str, classes: list[str], numeric: list[str], categori
     return definition(numeric, [*categorical, "prediction", "target"], classification=[task_def])
 
 
-def _metrics(task: str, per_group: bool = False):
+def quality_metrics(task: str, per_group: bool = False):
     """Every figure for the window; only what the gaps need for each group (cheaper)."""
     from evidently import metrics as m
 
@@ -112,8 +113,8 @@ def evidently_quality(
     from evidently import Dataset, Report
 
     data = frame_for_quality(frame, task)
-    defn = _task_definition(task, classes, [], [])
-    metrics = _metrics(task, per_group)
+    defn = task_definition(task, classes, [], [])
+    metrics = quality_metrics(task, per_group)
     snapshot = Report(metrics).run(Dataset.from_pandas(data, data_definition=defn), None)
     positive = classes[-1] if task == "classification" and classes else None
     return QualityResult(_read(snapshot.dict(), positive), snapshot)
@@ -182,8 +183,8 @@ def gaps(groups: dict[str, dict[str, float]], task: str) -> dict[str, dict[str, 
         values = {g: f[figure] for g, f in judged.items() if not np.isnan(f.get(figure, np.nan))}
         if len(values) < 2:
             continue
-        low = min(values, key=values.get)
-        high = max(values, key=values.get)
+        low = min(values, key=lambda g: values[g])
+        high = max(values, key=lambda g: values[g])
         worse = high if figure in LOWER_IS_BETTER else low
         if figure == "selection_rate":  # no better or worse: report the less selected group
             worse = low

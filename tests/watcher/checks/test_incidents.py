@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from storage.db import make_engine
 from storage.tables import Incident, utcnow
@@ -31,7 +31,7 @@ def outcome(passed: bool, severity: str = "warning", kind: str = "drift") -> Che
 
 def incidents(engine) -> list[Incident]:
     with Session(engine) as session:
-        return list(session.exec(select(Incident).order_by(Incident.id)))
+        return list(session.exec(select(Incident).order_by(col(Incident.id))))
 
 
 def test_lifecycle_open_update_resolve_reopen_and_escalate(db_url):
