@@ -44,7 +44,7 @@ from watcher.checks.slices import bin_edges, find_error_slices  # noqa: E402
 console = Console(width=120)
 NUMERIC = [f"f{i}" for i in range(20)]
 CATEGORICAL = ["plan", "region"]  # 5 and 8 levels
-DRIFT_CATEGORICAL = [*CATEGORICAL, "prediction"]  # ModelChecker._drift_columns, classification
+DRIFT_CATEGORICAL = [*CATEGORICAL, "prediction"]  # baseline.drift_columns, classification
 GROUP, TASK, CLASSES = "groups.sex", "classification", ["0", "1"]
 CHECK = ("drift", "quality", "error slices", "bias")  # the stages one full check runs
 MB = 1024 * 1024
@@ -102,7 +102,7 @@ def drift(current: pd.DataFrame, reference: pd.DataFrame) -> Any:
 
 
 def bias(frame: pd.DataFrame) -> dict[str, float]:
-    """ModelChecker.bias for one attribute: group quality, gaps, and each gap's p-value."""
+    """BiasCheck.run for one attribute: group quality, gaps, and each gap's p-value."""
     from watcher.checks.groups import gap_p_value
 
     found = gaps(group_quality(frame, GROUP, TASK, CLASSES, 50), TASK)
