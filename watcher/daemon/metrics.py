@@ -213,12 +213,21 @@ class WardenMetrics:
             ["model", "attribute", "gap"],
             registry=r,
         )
+        self._collect_on_scrape(intake, incidents, store)
+
+    def _collect_on_scrape(
+        self,
+        intake: IntakeCallback | None,
+        incidents: IncidentsCallback | None,
+        store: Engine | None,
+    ) -> None:
+        """Figures read when Prometheus scrapes (intake counters, open incidents, the store)."""
         if intake is not None:
-            r.register(_IntakeCollector(intake))
+            self.registry.register(_IntakeCollector(intake))
         if incidents is not None:
-            r.register(_IncidentsCollector(incidents))
+            self.registry.register(_IncidentsCollector(incidents))
         if store is not None:
-            r.register(_StoreCollector(store))
+            self.registry.register(_StoreCollector(store))
 
     def observe_check(
         self,
