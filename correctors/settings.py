@@ -32,7 +32,10 @@ class CorrectionConfig(Strict):
         description="what each attempt trains; the gate picks the best candidate that passes",
     )
     max_attempts: int = Field(
-        5, gt=0, description="attempts per incident before a person is needed"
+        5,
+        gt=0,
+        description="attempts per incident before a person is needed: those the gate rejected "
+        "and those whose training failed (worker crash, budget) both count",
     )
     retry_growth: float = Field(
         1.5,

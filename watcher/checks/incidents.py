@@ -199,24 +199,16 @@ def mark_alerted(engine: Engine, incident_id: int, when: datetime | None = None)
             session.add(incident)
 
 
-def open_incidents(engine: Engine, model: str, *, uncovered: bool = False) -> list[Incident]:
-    """Open incidents, optionally only those no correction has been attempted for."""
+def open_incidents(engine: Engine, model: str) -> list[Incident]:
     with session_scope(engine) as session:
         query = select(Incident).where(Incident.model == model, Incident.status == "open")
-        if uncovered:
-            query = query.where(
-                col(Incident.candidate_id).is_(None),
-                Incident.correction_attempts < MAX_CORRECTION_ATTEMPTS,
-            )
         return list(session.exec(query.order_by(col(Incident.id))))
-
-
-MAX_CORRECTION_ATTEMPTS = 3
 
 
 def mark_for_retry(engine: Engine, incident_ids: list[int], reason: str) -> int:
     """A correction's training failed: count the attempt and keep the incident open, so the
-    next round tries again (up to MAX_CORRECTION_ATTEMPTS). Returns the highest count."""
+    next round tries again (each failure counts towards `correction.max_attempts`). Returns the
+    highest count."""
     highest = 0
     with session_scope(engine) as session:
         for incident_id in incident_ids:

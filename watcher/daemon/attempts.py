@@ -4,8 +4,10 @@ An incident's attempts are the candidates made for it. A validated, waiting or s
 candidate covers the incident. After a rejected, failed or rolled-back one, the next attempt
 comes once the labelled rows since the change have grown by `correction.retry_growth` (or by
 `retry_after_rows`) over what the last attempt had — more of the new truth, a sharper gate —
-or at once after a worker failure, up to `max_attempts`; then a person is needed. An
-operator's `warden retry INCIDENT` (an event) allows one more attempt at the next round.
+or at once after a worker failure. Both kinds count towards `correction.max_attempts` (a
+rejected attempt, and one whose training worker failed: `Incident.correction_attempts`); then
+a person is needed. An operator's `warden retry INCIDENT` (an event) allows one more attempt
+at the next round.
 """
 
 from __future__ import annotations
@@ -14,13 +16,12 @@ import math
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from correctors.settings import CorrectionConfig
 from storage.audit import record_event
 from storage.db import session_scope
 from storage.tables import Candidate, Event, Incident
-from watcher.checks.incidents import MAX_CORRECTION_ATTEMPTS
 
 COVERING = ("training", "validated", "awaiting_approval", "active")
 RETRY_REQUESTED = "correction_retry_requested"
@@ -37,18 +38,18 @@ class Plan:
     serving: bool = False  # covered by the candidate now serving (it may still be refined)
 
 
-def attempts_of(engine: Engine, incident_id: int) -> list[Candidate]:
+def attempts_of(engine: Engine, incident_id: int | None) -> list[Candidate]:
     with session_scope(engine) as session:
         return list(
             session.exec(
                 select(Candidate)
                 .where(Candidate.incident_id == incident_id)
-                .order_by(Candidate.created_at)
+                .order_by(col(Candidate.created_at))
             )
         )
 
 
-def retry_requested(engine: Engine, incident_id: int, after) -> bool:
+def retry_requested(engine: Engine, incident_id: int | None, after) -> bool:
     with session_scope(engine) as session:
         query = select(Event).where(
             Event.kind == RETRY_REQUESTED, Event.subject == str(incident_id)
@@ -88,31 +89,20 @@ def plan(engine: Engine, incident: Incident, rows_now: int, settings: Correction
     """Whether `incident` gets an attempt now, given `rows_now` labelled rows since the change."""
     history = attempts_of(engine, incident.id)
     judged = [c for c in history if c.status != "failed"]
-    attempt = len(judged) + 1
+    used = len(judged) + incident.correction_attempts  # judged, and failed in training
+    attempt = used + 1
     last = history[-1] if history else None
     if last is not None and last.status in COVERING:
         reason = f"covered by {last.id} ({last.status})"
         return Plan(False, attempt, reason, serving=last.status == "active")
     if retry_requested(engine, incident.id, last.created_at if last else None):
         return Plan(True, attempt, "an operator asked for another attempt")
-    if incident.correction_attempts >= MAX_CORRECTION_ATTEMPTS:
-        return Plan(
-            False,
-            attempt,
-            f"training failed {incident.correction_attempts} times: check the correction "
-            "budgets and the log",
-            exhausted=True,
-        )
-    if len(judged) >= settings.max_attempts:
-        return Plan(
-            False,
-            attempt,
-            f"{len(judged)} of {settings.max_attempts} attempts rejected: a person is needed",
-            exhausted=True,
-        )
-    if last is None:
+    if used >= settings.max_attempts:
+        reason = exhausted_reason(len(judged), incident.correction_attempts, settings)
+        return Plan(False, attempt, reason, exhausted=True)
+    if last is None and not incident.correction_attempts:
         return Plan(True, attempt, "first attempt")
-    if last.status == "failed" or not judged:
+    if last is None or last.status == "failed" or not judged:
         return Plan(True, attempt, "the last attempt's training failed: trying again")
     last = judged[-1]
     last_rows = int((last.training or {}).get("window_labelled_rows") or 0)
@@ -124,6 +114,16 @@ def plan(engine: Engine, incident: Incident, rows_now: int, settings: Correction
         attempt,
         f"waits for {wanted} labelled rows since the change (now {rows_now})",
         needed_rows=wanted,
+    )
+
+
+def exhausted_reason(rejected: int, failed: int, settings: CorrectionConfig) -> str:
+    """Why no further attempt comes by itself, in an alert's words."""
+    if not failed:
+        return f"{rejected} of {settings.max_attempts} attempts rejected: a person is needed"
+    return (
+        f"{rejected + failed} of {settings.max_attempts} attempts used, {failed} of them failed "
+        "in training: a person is needed (check the correction budgets and the log)"
     )
 
 

@@ -66,6 +66,8 @@ def change_start(
         return found
     if base_version is None:
         version = registry.active(name)
+        if version is None:
+            return found
         rows = rows[rows["model_version"] == version].reset_index(drop=True)
         errors = served_errors(registry, name, model, rows, version)
     else:

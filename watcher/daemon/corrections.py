@@ -3,46 +3,50 @@ candidate (in the worker process), then reject it, await approval, or swap it in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
+import pandas as pd
 import structlog
 
-from correctors.pipeline import Attempt, TrainingFailed, train_candidate
-from correctors.swap import await_approval, swap
-from correctors.training.dataset import NothingToCorrect
-from storage.db import session_scope
+from correctors.pipeline import Attempt, TrainingFailed
 from storage.queries import recent_window
-from storage.tables import Candidate, Incident
+from storage.tables import Incident
 from watcher.alerts.message import build_alert
-from watcher.checks.incidents import (
-    MAX_CORRECTION_ATTEMPTS,
-    mark_covered,
-    mark_for_retry,
-    open_incidents,
-)
+from watcher.checks.incidents import mark_covered, mark_for_retry, open_incidents
 from watcher.config import ModelConfig
-from watcher.daemon.attempts import plan
+from watcher.daemon.attempts import Plan, plan
 from watcher.daemon.change_start import change_start, served_errors
-from watcher.daemon.refinement import maybe_refine
-
-if TYPE_CHECKING:
-    from watcher.daemon.service import Daemon
+from watcher.daemon.context import DaemonContext
+from watcher.daemon.decisions import Decide
+from watcher.daemon.training import run_attempt
 
 log = structlog.get_logger("warden.daemon")
 ACTIONABLE = ("error", "bias")  # drift alone never starts a correction
 DRIFT_ONLY = "drift without quality impact is watched, not corrected"
+Refine = Callable[[str, ModelConfig], None]
+
+
+@dataclass(frozen=True)
+class Due:
+    """An attempt that is due: where the change began, the labelled rows since, the plan."""
+
+    change: dict
+    window: pd.DataFrame
+    plan: Plan
+    errors: int  # labelled errors of the serving version in `window`
 
 
 class Corrections:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, ctx: DaemonContext, *, decide: Decide, refine: Refine) -> None:
+        self.ctx, self.decide, self.refine = ctx, decide, refine
 
     def next_action(self, name: str, model: ModelConfig, incident: Incident | None = None) -> str:
         """What an incident's alert says happens next."""
         if not model.correction.enabled:
             return "nothing: correction is disabled for this model"
         if incident is not None and incident.kind not in ACTIONABLE:
-            others = [i for i in open_incidents(self.daemon.engine, name) if i.kind in ACTIONABLE]
+            others = [i for i in open_incidents(self.ctx.engine, name) if i.kind in ACTIONABLE]
             if not others:
                 return f"nothing yet: {DRIFT_ONLY}; a correction starts if quality drops"
         errors = self.labelled_errors(name, model)
@@ -53,41 +57,74 @@ class Corrections:
             "errors so far"
         )
 
+    def waiting_action(self, incident: Incident) -> str:
+        """An incident page's next action while no candidate exists (the alert's words)."""
+        model = self.ctx.config().models[incident.model]
+        return self.next_action(incident.model, model, incident)
+
     def labelled_errors(self, name: str, model: ModelConfig, window=None) -> int:
         """Labelled rows the serving version got wrong (regression: |error| above twice the
         reference MAE), the material a correction learns from; reads the labelled window
         unless the caller already has it."""
-        d = self.daemon
-        active = d.registry.active(name)
+        ctx = self.ctx
+        active = ctx.registry.active(name)
+        if active is None:
+            return 0
         if window is None:
-            window = recent_window(d.engine, name, model.checks.window, labelled_only=True)
+            window = recent_window(ctx.engine, name, model.checks.window, labelled_only=True)
         served = window[window["model_version"] == active]
-        return int(served_errors(d.registry, name, model, served, active).sum())
+        return int(served_errors(ctx.registry, name, model, served, active).sum())
 
     def maybe_correct(self, name: str, model: ModelConfig) -> None:
         """Correct for open error or bias incidents (drift alone is watched, not corrected),
         on the labelled rows since the change, when the attempt plan says it is due."""
-        d, settings = self.daemon, model.correction
-        if not settings.enabled:
+        if not model.correction.enabled:
             return
-        incidents = open_incidents(d.engine, name)
+        incidents = open_incidents(self.ctx.engine, name)
         actionable = [i for i in incidents if i.kind in ACTIONABLE]
         if not actionable:
             if incidents:
                 log.info("correction_not_needed", model=name, reason=DRIFT_ONLY)
-            maybe_refine(self, name, model)
+            self.refine(name, model)
             return
         primary = next((i for i in actionable if i.kind == "error"), actionable[0])
-        change = change_start(d.engine, d.registry, name, model, primary)
-        window = recent_window(
-            d.engine, name, settings.max_rows, labelled_only=True, start_seq=change["seq"]
+        due = self.due(name, model, primary)
+        if due is None:
+            return
+        attempt = self.attempt(name, model, incidents, primary, due)
+        cand = run_attempt(
+            self.ctx,
+            attempt,
+            on_failure=lambda exc: self.failed(name, model, incidents, primary, due, exc),
         )
-        due = plan(d.engine, primary, len(window), settings)
+        if cand is None:
+            return
+        mark_covered(self.ctx.engine, [i.id for i in incidents if i.id is not None], cand.id)
+        log.info(
+            "candidate_result",
+            model=name,
+            candidate=cand.id,
+            status=cand.status,
+            strategy=(cand.training or {}).get("strategy"),
+            reasons=cand.verdict.get("reasons"),
+        )
+        self.decide(name, model, cand, primary, len(due.window))
+
+    def due(self, name: str, model: ModelConfig, primary: Incident) -> Due | None:
+        """The attempt for `primary`, if the plan says it is due and the rows since the change
+        hold enough labelled errors; otherwise None (logged; a covered incident whose
+        candidate serves may be refined instead)."""
+        ctx, settings = self.ctx, model.correction
+        change = change_start(ctx.engine, ctx.registry, name, model, primary)
+        window = recent_window(
+            ctx.engine, name, settings.max_rows, labelled_only=True, start_seq=change["seq"]
+        )
+        due = plan(ctx.engine, primary, len(window), settings)
         if not due.due:
             log.info("correction_not_due", model=name, incident=primary.id, reason=due.reason)
             if due.serving:
-                maybe_refine(self, name, model)
-            return
+                self.refine(name, model)
+            return None
         errors = self.labelled_errors(name, model, window)
         if errors < settings.min_flagged:
             log.info(
@@ -97,7 +134,13 @@ class Corrections:
                 needed=settings.min_flagged,
                 since_seq=change["seq"],
             )
-            return
+            return None
+        return Due(change, window, due, errors)
+
+    def attempt(
+        self, name: str, model: ModelConfig, incidents: list[Incident], primary: Incident, due: Due
+    ) -> Attempt:
+        """The first attempt (or a retry) for the open incidents, as `train_candidate` takes it."""
         drifted = sorted(
             {
                 c
@@ -110,135 +153,60 @@ class Corrections:
             "correction_started",
             model=name,
             incident=primary.id,
-            attempt=due.attempt,
-            why=due.reason,
-            since_seq=change["seq"],
-            change_method=change["method"],
-            labelled_rows=len(window),
-            labelled_errors=errors,
+            attempt=due.plan.attempt,
+            why=due.plan.reason,
+            since_seq=due.change["seq"],
+            change_method=due.change["method"],
+            labelled_rows=len(due.window),
+            labelled_errors=due.errors,
             drifted_columns=drifted,
         )
-        try:
-            attempt = Attempt(
-                name,
-                model,
-                settings,
-                window,
-                incident_id=primary.id,
-                drifted_columns=tuple(drifted),
-                flagged_ids=frozenset(i for inc in incidents for i in (inc.flagged_ids or [])),
-                focus_group=focus_group(actionable),
-                change={**change, "attempt": due.attempt},
-                base_version=str(window["model_version"].iloc[0]),
-            )
-            cand = train_candidate(d.engine, d.registry, attempt, on_epoch=d.on_epoch)
-        except NothingToCorrect as exc:
-            log.info("correction_skipped", model=name, reason=str(exc))
-            return
-        except TrainingFailed as exc:  # the worker died, not us: retry at a later round
-            attempts = mark_for_retry(d.engine, [i.id for i in incidents], str(exc))
-            log.error("correction_failed", model=name, reason=str(exc), attempts=attempts)
-            d.send_alert(
-                build_alert(
-                    "correction_failed",
-                    name,
-                    incident_id=primary.id,
-                    severity="high",
-                    summary=f"training failed: {exc}",
-                    next_action=(
-                        f"retrying at the next check round (attempt {attempts} of "
-                        f"{MAX_CORRECTION_ATTEMPTS})"
-                        if attempts < MAX_CORRECTION_ATTEMPTS
-                        else "no more automatic retries: check correction budgets and the log"
-                    ),
-                )
-            )
-            return
-        mark_covered(d.engine, [i.id for i in incidents], cand.id)
-        log.info(
-            "candidate_result",
-            model=name,
-            candidate=cand.id,
-            status=cand.status,
-            strategy=(cand.training or {}).get("strategy"),
-            reasons=cand.verdict.get("reasons"),
+        return Attempt(
+            name,
+            model,
+            model.correction,
+            due.window,
+            incident_id=primary.id,
+            drifted_columns=tuple(drifted),
+            flagged_ids=frozenset(i for inc in incidents for i in (inc.flagged_ids or [])),
+            focus_group=focus_group([i for i in incidents if i.kind in ACTIONABLE]),
+            change={**due.change, "attempt": due.plan.attempt},
+            base_version=str(due.window["model_version"].iloc[0]),
         )
-        self.decide(name, model, cand, primary, len(window))
 
-    def next_attempt(self, incident: Incident, settings, rows_now: int) -> str:
-        """What a rejection's alert says comes next."""
-        due = plan(self.daemon.engine, incident, rows_now, settings)
-        hint = f"`warden retry {incident.id}` starts another attempt at the next round"
-        if due.exhausted:
-            return f"no more automatic attempts ({due.reason}); {hint}"
-        if due.needed_rows is not None:
-            return (
-                f"attempt {due.attempt} of {settings.max_attempts} once {due.needed_rows} "
-                f"labelled rows since the change have arrived (now {rows_now}); or {hint}"
-            )
-        return f"attempt {due.attempt} of {settings.max_attempts} at the next round"
-
-    def decide(
-        self, name: str, model: ModelConfig, cand: Candidate, incident: Incident, rows: int
+    def failed(
+        self,
+        name: str,
+        model: ModelConfig,
+        incidents: list[Incident],
+        primary: Incident,
+        due: Due,
+        exc: TrainingFailed,
     ) -> None:
-        """A rejected candidate is reported; a validated one is swapped (auto) or awaits."""
-        d, incident_id = self.daemon, incident.id
-        metrics = {"champion": cand.champion_metrics, "candidate": cand.candidate_metrics}
-        if cand.status != "validated" and (cand.training or {}).get("change", {}).get("refinement"):
-            log.info("correction_converged", model=name, candidate=cand.id)
-        elif cand.status != "validated":
-            d.send_alert(
-                build_alert(
-                    "candidate_rejected",
-                    name,
-                    candidate_id=cand.id,
-                    incident_id=incident_id,
-                    reasons=cand.verdict.get("reasons"),
-                    metrics=metrics,
-                    strategies=(cand.training or {}).get("strategies", []),
-                    next_action="the champion keeps serving; "
-                    + self.next_attempt(incident, model.correction, rows),
-                )
-            )
-        elif model.approval.mode == "auto":
-            self.swap(cand.id, actor="daemon")
-        else:
-            await_approval(d.engine, cand.id)
-            d.send_alert(
-                build_alert(
-                    "awaiting_approval",
-                    name,
-                    candidate_id=cand.id,
-                    incident_id=incident_id,
-                    reasons=cand.verdict.get("reasons"),
-                    metrics=metrics,
-                    next_action=f'add "{cand.id}" to models.{name}.approval.approved in '
-                    f"{d.config_path} to swap it in",
-                )
-            )
-
-    def swap(self, candidate_id: str, *, actor: str) -> None:
-        d = self.daemon
-        with session_scope(d.engine) as session:
-            model_name = session.get(Candidate, candidate_id).model
-        model = d.cfg.models.get(model_name)
-        watch = model.approval.watch_checks if model is not None else 0
-        cand = swap(d.engine, d.registry, candidate_id, actor=actor, watch_checks=watch)
-        log.info("swapped", model=cand.model, candidate=cand.id, version=cand.version, actor=actor)
-        d.send_alert(
+        """The worker died, not us: the failure counts as an attempt, retried next round."""
+        ids = [i.id for i in incidents if i.id is not None]
+        failures = mark_for_retry(self.ctx.engine, ids, str(exc))
+        log.error("correction_failed", model=name, reason=str(exc), attempts=failures)
+        used, limit = due.plan.attempt, model.correction.max_attempts
+        self.ctx.send_alert(
             build_alert(
-                "swapped",
-                cand.model,
-                candidate_id=cand.id,
-                version=cand.version,
-                actor=actor,
-                next_action=f"serving {cand.version}; `warden rollback {cand.model}` restores the "
-                "previous version",
+                "correction_failed",
+                name,
+                incident_id=primary.id,
+                severity="high",
+                summary=f"training failed: {exc}",
+                next_action=(
+                    f"retrying at the next check round (attempt {used + 1} of {limit}, "
+                    "correction.max_attempts)"
+                    if used < limit
+                    else f"no more automatic attempts ({used} of {limit} used): check the "
+                    f"correction budgets and the log; `warden retry {primary.id}` allows one more"
+                ),
             )
         )
 
 
-def focus_group(incidents) -> tuple[str, str] | None:
+def focus_group(incidents: list[Incident]) -> tuple[str, str] | None:
     """The disadvantaged group of the worst open bias incident, for the corrector to target."""
     for incident in incidents:
         failures = (incident.figures or {}).get("failures") if incident.kind == "bias" else None

@@ -68,103 +68,100 @@ class DaemonEndpoint(HttpServer):
         app = FastAPI(
             title="model-warden", docs_url=None, redoc_url=None, openapi_url=None
         )  # no unauthenticated API docs on a daemon port
-
-        @app.get("/healthz")
-        def healthz() -> JSONResponse:
-            return JSONResponse({"status": "ok"})
-
         # plain `def` routes: FastAPI runs them in its thread pool, so database reads in the
         # callbacks never block the event loop
-        @app.get("/readyz")
-        def readyz(request: Request) -> Response:
-            if not self._authorized(request):
-                return unauthorized()
-            try:
-                ready, reason = self._ready()
-            except Exception as exc:  # noqa: BLE001 - a failing probe means "not ready"
-                log.warning("http_ready_failed", error=repr(exc))
-                ready, reason = False, f"readiness check failed: {type(exc).__name__}"
-            return JSONResponse(
-                {"ready": bool(ready), "reason": str(reason)}, status_code=200 if ready else 503
-            )
-
-        @app.get("/status")
-        def status(request: Request) -> Response:
-            if not self._authorized(request):
-                return unauthorized()
-            try:
-                doc = self._status()
-            except Exception as exc:  # noqa: BLE001 - e.g. the database is unreachable
-                log.warning("http_status_failed", error=repr(exc))
-                return JSONResponse(
-                    {"error": f"status unavailable: {type(exc).__name__}"}, status_code=503
-                )
-            return JSONResponse(doc)
-
-        @app.get("/metrics")
-        def metrics(request: Request) -> Response:
-            if not self._authorized(request):
-                return unauthorized()
-            body, content_type = self._metrics.exposition()
-            return Response(content=body, media_type=content_type)
-
-        if self._console is not None:
-            self._console_routes(app, self._console)
+        routes: dict[str, Callable[..., Response]] = {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/status": self._status_route,
+            "/metrics": self._metrics_route,
+        }
+        if self._console is not None:  # the read-only console: GET only, same auth
+            routes |= {
+                "/": self._console_page,
+                "/incidents/{incident_id}": self._incident_page,
+                "/incidents/{incident_id}/evidently": self._evidently_route,
+                "/assets/plotly.min.js": self._plotly,
+            }
+        for path, route in routes.items():
+            app.add_api_route(path, route, methods=["GET"])
         return app
 
-    def _console_routes(self, app: FastAPI, src: Sources) -> None:
-        """The read-only console: GET only, same auth as the rest, rendered per request."""
+    @staticmethod
+    def _healthz() -> Response:
+        return JSONResponse({"status": "ok"})
 
-        def page(render: Callable[[], str | None], what: str) -> Response:
-            try:
-                html = render()
-            except Exception as exc:  # noqa: BLE001 - e.g. the database is unreachable
-                log.warning("http_page_failed", page=what, error=repr(exc))
-                return JSONResponse(
-                    {"error": f"{what} unavailable: {type(exc).__name__}"}, status_code=503
-                )
-            if html is None:
-                return JSONResponse({"error": f"no {what}"}, status_code=404)
-            return HTMLResponse(html, headers=PAGE_HEADERS)
+    def _readyz(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return unauthorized()
+        try:
+            ready, reason = self._ready()
+        except Exception as exc:  # noqa: BLE001 - a failing probe means "not ready"
+            log.warning("http_ready_failed", error=repr(exc))
+            ready, reason = False, f"readiness check failed: {type(exc).__name__}"
+        return JSONResponse(
+            {"ready": bool(ready), "reason": str(reason)}, status_code=200 if ready else 503
+        )
 
-        @app.get("/")
-        def console(request: Request) -> Response:
-            if not self._authorized(request):
-                return unauthorized()
-            return page(
-                lambda: render_console(self._status(), incidents_document(src.engine), src),
-                "console",
+    def _status_route(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return unauthorized()
+        try:
+            doc = self._status()
+        except Exception as exc:  # noqa: BLE001 - e.g. the database is unreachable
+            log.warning("http_status_failed", error=repr(exc))
+            return JSONResponse(
+                {"error": f"status unavailable: {type(exc).__name__}"}, status_code=503
             )
+        return JSONResponse(doc)
 
-        @app.get("/incidents/{incident_id}")
-        def incident(incident_id: int, request: Request) -> Response:
-            if not self._authorized(request):
-                return unauthorized()
+    def _metrics_route(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return unauthorized()
+        body, content_type = self._metrics.exposition()
+        return Response(content=body, media_type=content_type)
 
-            def live() -> str | None:
-                story = load_story(src, incident_id)
-                if story is None:
-                    return None
-                url = f"{incident_id}/evidently"
-                return render_incident(src, story, inline=False, evidently_url=url)
+    def _sources(self) -> Sources:
+        assert self._console is not None  # the console's routes exist only with it
+        return self._console
 
-            return page(live, f"incident {incident_id}")
+    def _console_page(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return unauthorized()
+        src = self._sources()
+        return page(
+            lambda: render_console(self._status(), incidents_document(src.engine), src),
+            "console",
+        )
 
-        @app.get("/incidents/{incident_id}/evidently")
-        def evidently(incident_id: int, request: Request) -> Response:
-            if not self._authorized(request):
-                return unauthorized()
-            return page(lambda: self._evidently_page(src, incident_id), "Evidently page")
+    def _incident_page(self, incident_id: int, request: Request) -> Response:
+        if not self._authorized(request):
+            return unauthorized()
+        src = self._sources()
 
-        @app.get("/assets/plotly.min.js")
-        def plotly(request: Request) -> Response:
-            if not self._authorized(request):
-                return unauthorized()
-            return Response(
-                plotly_js(),
-                media_type="application/javascript",
-                headers={"Cache-Control": "max-age=86400", "X-Content-Type-Options": "nosniff"},
-            )
+        def live() -> str | None:
+            story = load_story(src, incident_id)
+            if story is None:
+                return None
+            url = f"{incident_id}/evidently"
+            return render_incident(src, story, inline=False, evidently_url=url)
+
+        return page(live, f"incident {incident_id}")
+
+    def _evidently_route(self, incident_id: int, request: Request) -> Response:
+        if not self._authorized(request):
+            return unauthorized()
+        src = self._sources()
+        return page(lambda: self._evidently_page(src, incident_id), "Evidently page")
+
+    def _plotly(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return unauthorized()
+        return Response(
+            plotly_js(),
+            media_type="application/javascript",
+            headers={"Cache-Control": "max-age=86400", "X-Content-Type-Options": "nosniff"},
+        )
 
     @staticmethod
     def _evidently_page(src: Sources, incident_id: int) -> str | None:
@@ -177,3 +174,15 @@ class DaemonEndpoint(HttpServer):
         if not path.is_relative_to(Path(src.config().storage.reports).resolve()):
             return None
         return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def page(render: Callable[[], str | None], what: str) -> Response:
+    """A rendered page: 404 when there is none, 503 when rendering failed."""
+    try:
+        html = render()
+    except Exception as exc:  # noqa: BLE001 - e.g. the database is unreachable
+        log.warning("http_page_failed", page=what, error=repr(exc))
+        return JSONResponse({"error": f"{what} unavailable: {type(exc).__name__}"}, status_code=503)
+    if html is None:
+        return JSONResponse({"error": f"no {what}"}, status_code=404)
+    return HTMLResponse(html, headers=PAGE_HEADERS)

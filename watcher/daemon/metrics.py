@@ -30,6 +30,7 @@ from prometheus_client import exposition as _exposition
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
+from sqlmodel import col
 
 from storage.tables import DaemonHeartbeat, Event, Incident, utcnow
 
@@ -144,14 +145,14 @@ class _StoreCollector(Collector):
             for model, count in sorted(counts.get(kind, {}).items()):
                 family.add_metric([model], float(count))
             yield family
-        family = GaugeMetricFamily(
+        gauge = GaugeMetricFamily(
             "warden_daemon_heartbeat_age_seconds",
             "Seconds since each running daemon's last heartbeat row (written every 5 s).",
             labels=["daemon"],
         )
         for daemon, age in sorted(ages.items()):
-            family.add_metric([daemon], age)
-        yield family
+            gauge.add_metric([daemon], age)
+        yield gauge
 
 
 class WardenMetrics:
@@ -212,12 +213,21 @@ class WardenMetrics:
             ["model", "attribute", "gap"],
             registry=r,
         )
+        self._collect_on_scrape(intake, incidents, store)
+
+    def _collect_on_scrape(
+        self,
+        intake: IntakeCallback | None,
+        incidents: IncidentsCallback | None,
+        store: Engine | None,
+    ) -> None:
+        """Figures read when Prometheus scrapes (intake counters, open incidents, the store)."""
         if intake is not None:
-            r.register(_IntakeCollector(intake))
+            self.registry.register(_IntakeCollector(intake))
         if incidents is not None:
-            r.register(_IncidentsCollector(incidents))
+            self.registry.register(_IncidentsCollector(incidents))
         if store is not None:
-            r.register(_StoreCollector(store))
+            self.registry.register(_StoreCollector(store))
 
     def observe_check(
         self,
@@ -279,8 +289,8 @@ class WardenMetrics:
 def open_incident_counts(engine: Engine) -> dict[tuple[str, str, str], int]:
     """Open incidents counted by (model, kind, severity)."""
     query = (
-        select(Incident.model, Incident.kind, Incident.severity, func.count())
-        .where(Incident.status == "open")
+        select(col(Incident.model), col(Incident.kind), col(Incident.severity), func.count())
+        .where(col(Incident.status) == "open")
         .group_by(Incident.model, Incident.kind, Incident.severity)
     )
     with engine.connect() as conn:
@@ -290,13 +300,14 @@ def open_incident_counts(engine: Engine) -> dict[tuple[str, str, str], int]:
 def store_figures(engine: Engine) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
     """Swap and rollback counts by model, and the heartbeat age of each daemon still running."""
     events = (
-        select(Event.kind, Event.model, func.count())
-        .where(Event.kind.in_(["swapped", "rolled_back"]))
-        .group_by(Event.kind, Event.model)
+        select(col(Event.kind), col(Event.model), func.count())
+        .where(col(Event.kind).in_(["swapped", "rolled_back"]))
+        .group_by(col(Event.kind), col(Event.model))
     )
     now = utcnow()
-    beats = select(DaemonHeartbeat.id, DaemonHeartbeat.heartbeat_at).where(
-        DaemonHeartbeat.state != "stopped", DaemonHeartbeat.heartbeat_at > now - HEARTBEATS_SINCE
+    beats = select(col(DaemonHeartbeat.id), col(DaemonHeartbeat.heartbeat_at)).where(
+        col(DaemonHeartbeat.state) != "stopped",
+        col(DaemonHeartbeat.heartbeat_at) > now - HEARTBEATS_SINCE,
     )
     counts: dict[str, dict[str, int]] = {}
     ages: dict[str, float] = {}

@@ -3,8 +3,6 @@ back by the daemon itself, with an alert."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import structlog
 from sqlmodel import select
 
@@ -14,22 +12,20 @@ from storage.tables import Candidate
 from watcher.alerts.message import build_alert
 from watcher.checks.outcome import CheckOutcome
 from watcher.config import ModelConfig
-
-if TYPE_CHECKING:
-    from watcher.daemon.service import Daemon
+from watcher.daemon.context import DaemonContext
 
 log = structlog.get_logger("warden.daemon")
 
 
 def watch_new_champion(
-    daemon: Daemon, name: str, model: ModelConfig, outcomes: list[CheckOutcome]
+    ctx: DaemonContext, name: str, model: ModelConfig, outcomes: list[CheckOutcome]
 ) -> None:
     """After a swap, compare the new champion's live accuracy with what the old one had on
     the same present truth; roll back by itself (and alert) if it is worse."""
     error = next((o for o in outcomes if o.kind == "error" and not o.skipped_reason), None)
     if error is None or "accuracy" not in error.figures:
         return
-    with session_scope(daemon.engine) as session:
+    with session_scope(ctx.engine) as session:
         cand = session.exec(
             select(Candidate).where(
                 Candidate.model == name,
@@ -48,9 +44,9 @@ def watch_new_champion(
     if old is None or live >= old - model.approval.watch_tolerance:
         log.info("post_swap_watch", model=name, live=live, old_champion=old, left=left)
         return
-    current, restored = rollback(daemon.engine, daemon.registry, name, actor="daemon")
+    current, restored = rollback(ctx.engine, ctx.registry, name, actor="daemon")
     log.warning("post_swap_rollback", model=name, live=live, old_champion=old)
-    daemon.send_alert(
+    ctx.send_alert(
         build_alert(
             "rolled_back",
             name,

@@ -5,44 +5,46 @@ candidate must beat the serving version. The first that does not means it has co
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import structlog
 
-from correctors.pipeline import Attempt, NothingToCorrect, TrainingFailed, train_candidate
+from correctors.pipeline import Attempt, TrainingFailed
 from storage.db import session_scope
 from storage.queries import recent_window
 from storage.tables import Incident
 from watcher.config import ModelConfig
 from watcher.daemon.attempts import refinement_plan, serving_candidate
 from watcher.daemon.change_start import change_start
-
-if TYPE_CHECKING:
-    from watcher.daemon.corrections import Corrections
+from watcher.daemon.context import DaemonContext
+from watcher.daemon.decisions import Decide
+from watcher.daemon.training import run_attempt
 
 log = structlog.get_logger("warden.daemon")
 
 
-def maybe_refine(corrections: Corrections, name: str, model: ModelConfig) -> None:
-    d, settings = corrections.daemon, model.correction
-    serving = serving_candidate(d.engine, name, d.registry.active(name))
-    change = (serving.training or {}).get("change", {}) if serving is not None else {}
-    if serving is None or serving.incident_id is None or "seq" not in change:
-        return
-    window = recent_window(
-        d.engine, name, settings.max_rows, labelled_only=True, start_seq=change["seq"]
-    )
-    due = refinement_plan(d.engine, serving, len(window), settings)
-    if not due.due:
-        return
-    with session_scope(d.engine) as session:
-        incident = session.get(Incident, serving.incident_id)
-    base = change.get("base_version")
-    if incident is not None and base:
-        change = {**change, **refreshed_start(corrections, name, model, incident, base, change)}
-        window = window[window["seq"] >= change["seq"]].reset_index(drop=True)
-    log.info("refinement_started", model=name, serving=serving.id, why=due.reason)
-    try:
+class Refinement:
+    def __init__(self, ctx: DaemonContext, decide: Decide) -> None:
+        self.ctx, self.decide = ctx, decide
+
+    def maybe_refine(self, name: str, model: ModelConfig) -> None:
+        """Another attempt for the correction now serving, when its plan says it is due."""
+        ctx, settings = self.ctx, model.correction
+        serving = serving_candidate(ctx.engine, name, ctx.registry.active(name))
+        change = (serving.training or {}).get("change", {}) if serving is not None else {}
+        if serving is None or serving.incident_id is None or "seq" not in change:
+            return
+        window = recent_window(
+            ctx.engine, name, settings.max_rows, labelled_only=True, start_seq=change["seq"]
+        )
+        due = refinement_plan(ctx.engine, serving, len(window), settings)
+        if not due.due:
+            return
+        with session_scope(ctx.engine) as session:
+            incident = session.get(Incident, serving.incident_id)
+        base = change.get("base_version")
+        if incident is not None and base:
+            change = {**change, **self.refreshed_start(name, model, incident, base, change)}
+            window = window[window["seq"] >= change["seq"]].reset_index(drop=True)
+        log.info("refinement_started", model=name, serving=serving.id, why=due.reason)
         attempt = Attempt(
             name,
             model,
@@ -52,27 +54,27 @@ def maybe_refine(corrections: Corrections, name: str, model: ModelConfig) -> Non
             change={**change, "attempt": due.attempt, "refinement": True},
             base_version=change.get("base_version"),
         )
-        cand = train_candidate(d.engine, d.registry, attempt, on_epoch=d.on_epoch)
-    except (NothingToCorrect, TrainingFailed) as exc:
-        log.info("refinement_skipped", model=name, reason=str(exc))
-        return
-    log.info("refinement_result", model=name, candidate=cand.id, status=cand.status)
-    corrections.decide(name, model, cand, incident, len(window))
+        cand = run_attempt(ctx, attempt, on_failure=lambda exc: skipped(name, exc))
+        if cand is None:
+            return
+        log.info("refinement_result", model=name, candidate=cand.id, status=cand.status)
+        if incident is not None:
+            self.decide(name, model, cand, incident, len(window))
+
+    def refreshed_start(
+        self, name: str, model: ModelConfig, incident: Incident, base: str, change: dict
+    ) -> dict:
+        """Where the change began, asked again of the base version on every row since: never
+        earlier than the serving version's estimate (the refinement's schedule counts from
+        it)."""
+        ctx = self.ctx
+        fresh = change_start(ctx.engine, ctx.registry, name, model, incident, base_version=base)
+        if fresh["seq"] <= change["seq"]:
+            return {}
+        log.info("refinement_change_moved", model=name, was=change["seq"], now=fresh["seq"])
+        return {**fresh, "scheduled_from_seq": change["seq"]}
 
 
-def refreshed_start(
-    corrections: Corrections,
-    name: str,
-    model: ModelConfig,
-    incident: Incident,
-    base: str,
-    change: dict,
-) -> dict:
-    """Where the change began, asked again of the base version on every row since: never
-    earlier than the serving version's estimate (the refinement's schedule counts from it)."""
-    d = corrections.daemon
-    fresh = change_start(d.engine, d.registry, name, model, incident, base_version=base)
-    if fresh["seq"] <= change["seq"]:
-        return {}
-    log.info("refinement_change_moved", model=name, was=change["seq"], now=fresh["seq"])
-    return {**fresh, "scheduled_from_seq": change["seq"]}
+def skipped(name: str, exc: TrainingFailed) -> None:
+    """A refinement whose worker failed waits for its next turn; the serving version stays."""
+    log.info("refinement_skipped", model=name, reason=str(exc))

@@ -1,100 +1,78 @@
-"""Config reloads and approvals: an edited config file is applied (an invalid edit is refused
-and the last good config stays), and candidates it approves are swapped in."""
+"""Config reloads: an edited config file is applied (an invalid edit is refused and the last
+good config stays) and its listeners are told, through hooks; candidates it approves are then
+swapped in."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
 import structlog
-from sqlmodel import select
 
-from correctors.swap import APPROVABLE, SwapRefused
 from storage.audit import record_event
 from storage.db import session_scope
-from storage.tables import Candidate
-from watcher.alerts.alerter import Alerter
-from watcher.config import ConfigError, fingerprint, load_config
-from watcher.daemon.rounds import check_schedules
-
-if TYPE_CHECKING:
-    from watcher.daemon.service import Daemon
+from watcher.config import ConfigError, WardenConfig, fingerprint, load_config
+from watcher.daemon.context import DaemonContext
 
 log = structlog.get_logger("warden.daemon")
+ConfigHook = Callable[[WardenConfig], None]
 
 
 class ConfigReloader:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.fingerprint = fingerprint(daemon.config_path)
+    """`validators` may refuse a new config by raising ConfigError (nothing is applied then);
+    `set_config` makes it current; `listeners` then react to it (`on_config_changed`), in
+    order; `after_reload` runs last (the approvals it may carry)."""
+
+    def __init__(
+        self,
+        ctx: DaemonContext,
+        *,
+        set_config: ConfigHook,
+        validators: Sequence[ConfigHook] = (),
+        listeners: Sequence[ConfigHook] = (),
+        after_reload: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.ctx, self.set_config = ctx, set_config
+        self.validators, self.listeners, self.after_reload = validators, listeners, after_reload
+        self.fingerprint = fingerprint(ctx.config_path)
 
     def reload_if_changed(self) -> bool:
-        d = self.daemon
-        current = fingerprint(d.config_path)
+        current = fingerprint(self.ctx.config_path)
         if current == self.fingerprint:
             return False
         self.fingerprint = current
+        new = self.load()
+        if new is None:
+            return False
+        self.set_config(new)
+        for listener in self.listeners:
+            listener(new)
+        with session_scope(self.ctx.engine) as session:
+            record_event(session, "config_reloaded", actor="config")
+        log.info("config_reloaded", models=list(new.models))
+        self.after_reload()
+        return True
+
+    def load(self) -> WardenConfig | None:
+        """The edited config, if valid and accepted by every validator; None when refused
+        (logged, and recorded when the file itself is invalid)."""
         try:
-            new = load_config(d.config_path)
+            new = load_config(self.ctx.config_path)
         except ConfigError as exc:
             log.error("config_rejected", error=str(exc))
-            with session_scope(d.engine) as session:
+            with session_scope(self.ctx.engine) as session:
                 record_event(session, "config_rejected", actor="config", error=str(exc))
-            return False
-        if new.kafka != d.cfg.kafka or new.storage != d.cfg.storage:
+            return None
+        old = self.ctx.config()
+        if new.kafka != old.kafka or new.storage != old.storage:
             log.warning(
                 "config_restart_needed",
                 reason="kafka or storage settings changed; they take effect at the next start",
             )
-            new = new.model_copy(update={"kafka": d.cfg.kafka, "storage": d.cfg.storage})
-        schedules_changed = {n: check_schedules(m) for n, m in new.models.items()} != {
-            n: check_schedules(m) for n, m in d.cfg.models.items()
-        }
+            new = new.model_copy(update={"kafka": old.kafka, "storage": old.storage})
         try:
-            alerter = Alerter(new, d.producer)
+            for validate in self.validators:
+                validate(new)
         except ConfigError as exc:  # e.g. the webhook key's variable is not set
             log.error("config_rejected", error=str(exc))
-            return False
-        d.cfg = new
-        d.notifier.alerter = alerter
-        d.rounds.checkers.clear()  # thresholds or windows may have changed
-        with session_scope(d.engine) as session:
-            record_event(session, "config_reloaded", actor="config")
-        log.info("config_reloaded", models=list(new.models))
-        if schedules_changed and d.scheduler.running:
-            d.rounds.schedule()
-        self.apply_approvals()
-        return True
-
-    def apply_approvals(self) -> None:
-        """Swap candidates the config approves: listed ids (manual) or any waiting one (auto)."""
-        d = self.daemon
-        with session_scope(d.engine) as session:
-            waiting = list(session.exec(select(Candidate).where(Candidate.status.in_(APPROVABLE))))
-        for cand in waiting:
-            model = d.cfg.models.get(cand.model)
-            if model is None or not d.holds(f"model:{cand.model}"):
-                continue
-            approved = model.approval.mode == "auto" or cand.id in model.approval.approved
-            if approved and cand.status in APPROVABLE:
-                try:
-                    d.corrections.swap(cand.id, actor="config")
-                except SwapRefused as exc:
-                    log.error("approval_refused", candidate=cand.id, reason=str(exc))
-        for name, model in d.cfg.models.items():
-            for cid in model.approval.approved:
-                if not any(c.id == cid for c in waiting):
-                    self._explain_unswappable(name, cid)
-
-    def _explain_unswappable(self, name: str, candidate_id: str) -> None:
-        with session_scope(self.daemon.engine) as session:
-            cand = session.get(Candidate, candidate_id)
-        if cand is None:
-            log.warning("approval_unknown_candidate", model=name, candidate=candidate_id)
-        elif cand.status not in ("active", "retired", "rolled_back"):
-            log.warning(
-                "approval_not_possible",
-                model=name,
-                candidate=candidate_id,
-                status=cand.status,
-                reason="only validated candidates can be swapped in",
-            )
+            return None
+        return new

@@ -1,8 +1,11 @@
 """The daemon: assembles the stages and runs them until stopped.
 
 Each job lives in its own module: the intake thread (`intake_thread`), leases and heartbeats
-(`presence`), check rounds (`rounds`), alerts (`notifier`), corrections (`corrections`), the
-post-swap watch (`post_swap`) and config reloads with approvals (`reload`). `Daemon.run()` is
+(`presence`), check rounds (`rounds`), alerts (`notifier`), corrections (`corrections`),
+refinements (`refinement`), what follows a candidate (`decisions`), the post-swap watch
+(`post_swap`), config reloads (`reload`) and approvals (`config_approvals`). They share a
+`DaemonContext` and are handed the collaborators they call; this module builds and wires them,
+and no job imports it. `Daemon.run()` is
 what `warden run` (systemd, containers) calls: it blocks until SIGTERM or SIGINT, then
 finishes the batch in hand, commits, stops the scheduler and exits cleanly.
 """
@@ -18,21 +21,25 @@ from pathlib import Path
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
+from kafka import KafkaProducer
 
 from storage.db import make_engine, redact_url
 from storage.registry import ModelRegistry
 from storage.retention import prune
 from storage.tables import utcnow
-from watcher.alerts.alerter import Alerter
 from watcher.checks.checker import ModelChecker
 from watcher.checks.outcome import KINDS
 from watcher.config import WardenConfig, load_config
+from watcher.daemon.config_approvals import ConfigApprovals
+from watcher.daemon.context import DaemonContext, EpochCallback
 from watcher.daemon.corrections import Corrections
+from watcher.daemon.decisions import Decisions
 from watcher.daemon.endpoint import DaemonEndpoint
 from watcher.daemon.intake_thread import IntakeThread
 from watcher.daemon.metrics import WardenMetrics, open_incident_counts
-from watcher.daemon.notifier import Notifier
+from watcher.daemon.notifier import AlertSender, IncidentNotifier
 from watcher.daemon.presence import Presence
+from watcher.daemon.refinement import Refinement
 from watcher.daemon.reload import ConfigReloader
 from watcher.daemon.rounds import CheckRounds
 from watcher.daemon.status import status_document
@@ -46,7 +53,7 @@ HEARTBEAT_S = 5.0
 
 
 class Daemon:
-    def __init__(self, config_path: str | Path, on_epoch: Callable | None = None) -> None:
+    def __init__(self, config_path: str | Path, on_epoch: EpochCallback | None = None) -> None:
         self.config_path = Path(config_path)
         self.cfg: WardenConfig = load_config(self.config_path)
         self.engine = make_engine(
@@ -55,9 +62,10 @@ class Daemon:
         self.registry = ModelRegistry(self.cfg.storage.registry)
         self.stop_event = threading.Event()
         self.on_epoch = on_epoch
-        self.producer = None
+        self.producer: KafkaProducer | None = None
+        self.notifier = AlertSender(self.cfg)
         self.ingestor = Ingestor(self.cfg.kafka, self.engine, self.stop_event)
-        self.intake = IntakeThread(self.ingestor, self.stop_event, alert=self.send_alert)
+        self.intake = IntakeThread(self.ingestor, self.stop_event, alert=self.notifier.send)
         self.presence = Presence(self.engine, self.ingestor.stats, self.stop_event)
         self.metrics = WardenMetrics(
             intake=lambda: self.ingestor.stats,
@@ -68,11 +76,53 @@ class Daemon:
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
         )
-        self.notifier = Notifier(self)
-        self.rounds = CheckRounds(self)
-        self.corrections = Corrections(self)
-        self.reloader = ConfigReloader(self)
+        self.ctx = DaemonContext(
+            engine=self.engine,
+            registry=self.registry,
+            config=lambda: self.cfg,
+            config_path=self.config_path,
+            send_alert=self.notifier.send,
+            holds=self.presence.holds,
+            stop_event=self.stop_event,
+            on_epoch=on_epoch,
+        )
+        self._wire_jobs(self.ctx)
         self.http: DaemonEndpoint | None = None
+
+    def _wire_jobs(self, ctx: DaemonContext) -> None:
+        """Each job gets the context and the collaborators it calls, nothing more."""
+        self.decisions = Decisions(ctx)
+        self.refinement = Refinement(ctx, decide=self.decisions.decide)
+        self.corrections = Corrections(
+            ctx, decide=self.decisions.decide, refine=self.refinement.maybe_refine
+        )
+        self.sources = Sources(
+            config=ctx.config,
+            engine=ctx.engine,
+            registry=ctx.registry,
+            config_path=ctx.config_path,
+            waiting_action=self.corrections.waiting_action,
+        )
+        self.incident_alerts = IncidentNotifier(ctx, next_action=self.corrections.next_action)
+        self.rounds = CheckRounds(
+            ctx,
+            scheduler=self.scheduler,
+            metrics=self.metrics,
+            sources=self.sources,
+            on_incident=self.incident_alerts.incident,
+            after_round=self.corrections.maybe_correct,
+        )
+        self.approvals = ConfigApprovals(ctx, swap=self.decisions.swap)
+        self.reloader = ConfigReloader(
+            ctx,
+            set_config=self._set_config,
+            validators=[self.notifier.check_config],
+            listeners=[self.notifier.on_config_changed, self.rounds.on_config_changed],
+            after_reload=self.approvals.apply,
+        )
+
+    def _set_config(self, new: WardenConfig) -> None:
+        self.cfg = new
 
     # -- what the stages and the tests call ------------------------------------------------
     @property
@@ -100,7 +150,7 @@ class Daemon:
         return self.reloader.reload_if_changed()
 
     def apply_approvals(self) -> None:
-        self.reloader.apply_approvals()
+        self.approvals.apply()
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -117,12 +167,20 @@ class Daemon:
         )
         if cfg.alerts.kafka:
             self.producer = make_producer(cfg.kafka)
-        self.notifier.alerter = Alerter(cfg, self.producer)
+        self.notifier.connect(cfg, self.producer)
         for name, model in cfg.models.items():
             if self.holds(f"model:{name}"):
                 self.rounds.ensure_bootstrapped(name, model)
         self.apply_approvals()
         self.intake.start()
+        self._schedule_jobs(cfg)
+        self.scheduler.start()
+        if cfg.http.enabled:
+            self._serve_http(cfg)
+        log.info("daemon_started")
+
+    def _schedule_jobs(self, cfg: WardenConfig) -> None:
+        """Check rounds, the config watch, the heartbeat and retention."""
         self.rounds.schedule()
         self.scheduler.add_job(
             self.reload_if_changed, "interval", seconds=CONFIG_POLL_S, id="config-watch"
@@ -138,18 +196,17 @@ class Daemon:
                 id="retention",
                 next_run_time=utcnow(),
             )
-        self.scheduler.start()
-        if cfg.http.enabled:
-            self.http = DaemonEndpoint(
-                cfg.http,
-                status=lambda: status_document(self.cfg, self.engine, self.registry),
-                ready=self.ready,
-                metrics=self.metrics,
-                console=Sources.of(self),
-            )
-            self.http.start()
-            log.info("http_listening", url=self.http.url)
-        log.info("daemon_started")
+
+    def _serve_http(self, cfg: WardenConfig) -> None:
+        self.http = DaemonEndpoint(
+            cfg.http,
+            status=lambda: status_document(self.cfg, self.engine, self.registry),
+            ready=self.ready,
+            metrics=self.metrics,
+            console=self.sources,
+        )
+        self.http.start()
+        log.info("http_listening", url=self.http.url)
 
     def ready(self) -> tuple[bool, str]:
         """Ready when the intake is consuming (not joining, retrying or stopped)."""

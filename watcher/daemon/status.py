@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 from sqlalchemy import Engine, func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from storage.registry import ModelRegistry
 from storage.tables import (
@@ -67,7 +67,9 @@ def status_document(cfg: WardenConfig, engine: Engine, registry: ModelRegistry) 
     with engine.connect() as conn:
         for name in cfg.models:
             total, labelled = conn.execute(
-                select(func.count(), func.count(Prediction.label)).where(Prediction.model == name)
+                select(func.count(), func.count(col(Prediction.label))).where(
+                    Prediction.model == name
+                )
             ).one()
             open_count = conn.execute(
                 select(func.count())
@@ -102,7 +104,7 @@ def _last_checks(engine: Engine) -> list[dict]:
     with Session(engine) as session:
         runs = session.exec(
             select(CheckRun)
-            .where(CheckRun.id.in_(latest.scalar_subquery()))
+            .where(col(CheckRun.id).in_(latest.scalar_subquery()))
             .order_by(CheckRun.model, CheckRun.kind)
         ).all()
     return [
@@ -131,7 +133,7 @@ def _daemons(engine: Engine, now: datetime) -> list[dict]:
         rows = session.exec(
             select(DaemonHeartbeat)
             .where(DaemonHeartbeat.heartbeat_at > now - DAEMONS_SINCE)
-            .order_by(DaemonHeartbeat.started_at)
+            .order_by(col(DaemonHeartbeat.started_at))
         ).all()
     out = []
     for d in rows:
@@ -163,7 +165,7 @@ def candidates_document(
     engine: Engine, model: str | None = None, limit: int | None = None
 ) -> list[dict]:
     """Candidates, newest first, with their metrics and the gate's reasons."""
-    query = select(Candidate).order_by(Candidate.created_at.desc())
+    query = select(Candidate).order_by(col(Candidate.created_at).desc())
     if model is not None:
         query = query.where(Candidate.model == model)
     with Session(engine) as session:
@@ -206,7 +208,7 @@ def incidents_document(
     if model is not None:
         query = query.where(Incident.model == model)
     with Session(engine) as session:
-        rows = session.exec(query.order_by(Incident.id)).all()
+        rows = session.exec(query.order_by(col(Incident.id))).all()
     return [
         {
             "id": inc.id,

@@ -48,7 +48,6 @@ from watcher.kafka.clients import make_producer
 from watcher.kafka.wire import encode
 from watcher.onboarding import warden_encoder
 from watcher.pages.incident_page import page_paths, publish_pages
-from watcher.pages.sources import Sources
 from watcher.serving.active import ActiveModel
 
 MODEL = "credit"
@@ -432,7 +431,7 @@ def _conclude(
     kinds = {e.kind for e in events}
     closed = {"incident_opened", "candidate_validated", "swapped"} <= kinds
     better = new_version != "v1" and scores[new_version] >= scores["v1"] + 0.1
-    src = Sources.of(daemon)
+    src = daemon.sources
     publish_pages(src, MODEL)  # the pages as the incidents ended, not one round before
     pages = "".join(f"\n  {page}" for page in page_paths(src, MODEL))
     console.print(f"incident pages (open them in a browser):{pages}", highlight=False)

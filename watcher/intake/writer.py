@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import multiprocessing
 import multiprocessing.connection
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,12 +24,13 @@ from sqlalchemy import Engine
 from storage.intake import BatchCounts
 from watcher.intake import writer_main
 from watcher.intake.raw_batch import RawBatch
-from watcher.intake.writer_main import WriterSpec
+from watcher.intake.writer_main import STOP_SIGNALS, WriterSpec
 
 log = structlog.get_logger("warden.ingest")
 PIPE_BYTES = 1 << 20  # Linux's default pipe-max-size for unprivileged processes
 WAIT_S = 0.1  # how often a wait looks at the stop flag
 CLOSE_TIMEOUT_S = 30.0
+ABANDON_S = 5.0  # how long an abandoning writer gets before it is killed
 
 
 class WriterGone(RuntimeError):
@@ -76,6 +78,18 @@ def _lock_timeout_s(engine: Engine, default: float = 30.0) -> float:
         return default
 
 
+def start_shielded(process: multiprocessing.process.BaseProcess) -> None:
+    """Start `process` with SIGINT and SIGTERM blocked (a new process inherits the mask): the
+    writer ignores both once running, so Ctrl-C or a SIGTERM to the process group stops only
+    the parent, which finishes the batch in hand and then closes the writer's pipe. The
+    calling thread's mask is restored at once."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class WriterProcess:
     """One writer process per `Ingestor.run`; answers come back in the order batches went."""
 
@@ -96,7 +110,7 @@ class WriterProcess:
             name="warden-intake-writer",
             daemon=True,
         )
-        self.process.start()
+        start_shielded(self.process)
         for end in (inbox_r, outbox_w, stop_r):
             end.close()
         self._ready = False
@@ -180,16 +194,16 @@ class WriterProcess:
 
     def close(self, *, finish: bool) -> None:
         """`finish`: let the writer end after what it holds (nothing is pending when the
-        intake stops gracefully); otherwise it is terminated: whatever it held is not
+        intake stops gracefully); otherwise it is told to stop (a batch the database refuses
+        is abandoned) and killed if still running after ABANDON_S: whatever it held is not
         committed in Kafka, so it comes again."""
         with contextlib.suppress(OSError):
             if finish:
                 self._inbox.send(None)
             self._inbox.close()
-        if not finish:
+        if not finish:  # the writer ignores SIGTERM: it ends once told, or is killed below
             self._tell_stop()
-            self.process.terminate()
-        self.process.join(CLOSE_TIMEOUT_S)
+        self.process.join(CLOSE_TIMEOUT_S if finish else ABANDON_S)
         if self.process.is_alive():
             log.warning("intake_writer_killed", pid=self.process.pid)
             self.process.kill()

@@ -8,7 +8,10 @@ reached 0.35-0.6 of a bare consumer's rate, against ~1.1 without them (bench/ing
 The process has its own engine (built from the parent's URL and lock timeout: an Engine is
 never pickled), decodes batch N+1 while a second thread stores batch N (the database works
 without the GIL), sends its log lines and state changes to the parent, and exits when the
-parent closes the pipe, or dies (kill -9 included): it never outlives the daemon.
+parent closes the pipe, or dies (kill -9 included): it never outlives the daemon. Stopping is
+the parent's to do: Ctrl-C and a SIGTERM sent to the whole process group reach the writer too,
+and it ignores both (it is started with them blocked, so none lands while it imports); the
+parent finishes the batch in hand and then closes the pipe.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import queue
+import signal
 import threading
 import traceback
 from dataclasses import dataclass
@@ -55,6 +59,7 @@ def main(
     ("ready",), ("state", text), ("log", method, fields), ("done", seq, BatchCounts, labels),
     ("abandoned", seq) when asked to stop while the database is down, ("failed", seq, text).
     `stop_pipe` becomes readable when the parent asks the writer to stop (or is gone)."""
+    leave_stopping_to_parent()
     _exit_with_parent()
     send = Sender(outbox)
     _forward_logs(send)
@@ -143,6 +148,18 @@ def _stored(store: BatchStore, seq: int, parsed: Parsed) -> tuple:
     if counts is None:
         return ("abandoned", seq)
     return ("done", seq, counts, sum(1 for item in parsed.items if item.kind == "label"))
+
+
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+def leave_stopping_to_parent() -> None:
+    """Ignore SIGINT and SIGTERM, then unblock them (`WriterProcess` starts this process with
+    both blocked): one that arrived meanwhile is discarded. The writer ends when its pipe
+    closes, or when the parent dies."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _tune_gc() -> None:

@@ -1,12 +1,12 @@
 """Where the pages read from: the store, the registry, the config (re-read after a reload)
-and, inside the daemon, its own words for what a correction will do next."""
+and, inside the daemon, its own words for what a correction will do next (the daemon's
+service builds one with `waiting_action`; the CLI and the tests without)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine
 
@@ -23,16 +23,6 @@ class Sources:
     config_path: Path | None = None
     # incident → the daemon's next action while no candidate exists (the alert's words)
     waiting_action: Callable[[Incident], str] | None = None
-
-    @classmethod
-    def of(cls, daemon: Any) -> Sources:
-        """From a running `Daemon` (duck-typed: this room never imports the daemon)."""
-
-        def waiting(incident: Incident) -> str:
-            model = daemon.cfg.models[incident.model]
-            return daemon.corrections.next_action(incident.model, model, incident)
-
-        return cls(lambda: daemon.cfg, daemon.engine, daemon.registry, daemon.config_path, waiting)
 
     def page_path(self, model: str, incident_id: int) -> Path:
         """The incident's page: beside the model's Evidently reports, one file per incident."""

@@ -1,5 +1,6 @@
 """A correction whose training worker dies: the daemon keeps running, the candidate is marked
-failed, and the incident stays open for a retry (up to a limit), with an alert each time."""
+failed, and the incident stays open for a retry, with an alert each time; each failure counts
+towards `correction.max_attempts` (the one limit on attempts per incident)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from sqlmodel import Session, select
 
 from storage.tables import Candidate, Event, Incident
 from tests.support.helpers import setup_model, store_traffic
-from watcher.checks.incidents import MAX_CORRECTION_ATTEMPTS
 from watcher.daemon.service import Daemon
 from watcher.demo.credit import SHIFTED
 from watcher.demo.run import MODEL
+
+MAX_ATTEMPTS = 3
 
 
 @pytest.mark.slow
@@ -20,6 +22,7 @@ def test_worker_crash_leaves_the_daemon_running_and_the_incident_for_retry(workd
     text = config.read_text().replace(
         "correctors.zoo:mlp_classifier", "tests.support.crashy:crashing_mlp"
     )
+    text = text.replace("min_flagged = 300", f"min_flagged = 300\nmax_attempts = {MAX_ATTEMPTS}")
     config.write_text(text)
     # the registry's v1 was built from the demo factory; rebuild it from the crashing one
     card_path = registry.version_dir(MODEL, "v1") / "card.json"
@@ -31,7 +34,7 @@ def test_worker_crash_leaves_the_daemon_running_and_the_incident_for_retry(workd
     daemon = Daemon(config)
     store_traffic(engine, registry, 1500, SHIFTED, seed=61)
 
-    for attempt in range(1, MAX_CORRECTION_ATTEMPTS + 1):
+    for attempt in range(1, MAX_ATTEMPTS + 1):
         daemon.check_model(MODEL)  # returns: the crash happened in another process
         with Session(engine) as session:
             incidents = list(session.exec(select(Incident).where(Incident.status == "open")))
@@ -45,8 +48,8 @@ def test_worker_crash_leaves_the_daemon_running_and_the_incident_for_retry(workd
         attempts = {i.correction_attempts for i in session.exec(select(Incident))}
         retries = list(session.exec(select(Event).where(Event.kind == "correction_retry")))
         assert session.exec(select(Candidate)).all() == []  # it died before a candidate row
-    assert attempts == {MAX_CORRECTION_ATTEMPTS}
-    assert len(retries) == MAX_CORRECTION_ATTEMPTS * len(incidents)
+    assert attempts == {MAX_ATTEMPTS}
+    assert len(retries) == MAX_ATTEMPTS * len(incidents)
     assert registry.active(MODEL) == "v1"
     daemon.notifier.drain()
     daemon.engine.dispose()

@@ -59,7 +59,7 @@ def test_a_bad_new_champion_is_rolled_back_by_the_watch(workdir, trained):
     config, cfg, engine, registry = setup_model(workdir, trained[1])
     daemon = Daemon(config)
     candidate_id = add_candidate(engine, registry, invert=True)
-    daemon.corrections.swap(candidate_id, actor="operator")
+    daemon.decisions.swap(candidate_id, actor="operator")
     assert registry.active(MODEL) == "v2"
     store_traffic(engine, registry, 600, NORMAL, seed=41)  # served (badly) by v2, labelled
     daemon.check_model(MODEL, ("error",))
@@ -76,7 +76,7 @@ def test_a_good_new_champion_survives_the_watch(workdir, trained):
     config, cfg, engine, registry = setup_model(workdir, trained[1])
     daemon = Daemon(config)
     candidate_id = add_candidate(engine, registry, invert=False, champion_recent=0.8)
-    daemon.corrections.swap(candidate_id, actor="operator")
+    daemon.decisions.swap(candidate_id, actor="operator")
     watch = cfg.models[MODEL].approval.watch_checks
     for i in range(watch + 1):
         store_traffic(engine, registry, 300, NORMAL, seed=50 + i)

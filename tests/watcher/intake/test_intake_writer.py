@@ -156,3 +156,28 @@ def test_a_killed_writer_is_replaced_and_nothing_is_lost_or_doubled(kafka_cfg, t
     assert not intake.alive() and ingestor.stats.state == "stopped"
     # a batch the writer stored but could not answer for comes again and adds nothing new
     assert 2000 < ingestor.stats.predictions <= 4000 <= ingestor.stats.consumed
+
+
+def test_the_writer_leaves_stopping_to_its_parent(kafka_cfg, tmp_path):
+    """Ctrl-C and a SIGTERM to the process group reach the writer too: it ignores both (its
+    parent finishes the batch in hand) and ends when its pipe closes."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    stop = threading.Event()
+    ingestor = Ingestor(kafka_cfg, engine, stop)
+    intake = IntakeThread(ingestor, stop)
+    intake.start()
+    try:
+        assert wait_for(lambda: ingestor.writer_pid is not None, 30)
+        writer = ingestor.writer_pid
+        os.kill(writer, signal.SIGINT)  # at once: it may still be importing
+        os.kill(writer, signal.SIGTERM)
+        assert wait_for(lambda: ingestor.stats.state == "consuming", 60), ingestor.stats.state
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            os.kill(writer, sig)
+        time.sleep(1)
+        assert running(writer) and ingestor.writer_pid == writer, ingestor.stats.state
+    finally:
+        stop.set()
+        intake.join(60)
+    assert not intake.alive() and ingestor.stats.state == "stopped"
+    assert wait_for(lambda: not running(writer), 15, 0.1), "the writer outlived its pipe"
