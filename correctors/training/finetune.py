@@ -149,6 +149,7 @@ def fine_tune(
 
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+EpochCallback = Callable[[int, float, float], None]
 
 
 @dataclass
