@@ -220,8 +220,10 @@ def incidents(
         raise typer.Exit(1)
     if as_json:
         _print_json(doc)
+    elif isinstance(doc, list):
+        render_incidents(doc, console)
     else:
-        (render_incidents if incident_id is None else render_incident)(doc, console)
+        render_incident(doc, console)
 
 
 def _print_json(value) -> None:

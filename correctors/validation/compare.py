@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from torch import nn
 
 from correctors.models.modeling import predict_outputs
 from correctors.settings import CorrectionConfig
@@ -95,11 +96,15 @@ def judge_model(outputs: OutputFn, j: Judge, parity_max_abs_diff: float) -> tupl
     return scores, verdict
 
 
+def _outputs(model: nn.Module, task: str) -> OutputFn:
+    return lambda x: predict_outputs(model, x, task)
+
+
 def rank(trained: list[Trained], j: Judge) -> list[Judged]:
     """Every strategy judged in torch (ONNX parity is checked on the one exported)."""
     judged = []
     for item in trained:
-        scores, verdict = judge_model(lambda x, m=item.model: predict_outputs(m, x, j.task), j, 0.0)
+        scores, verdict = judge_model(_outputs(item.model, j.task), j, 0.0)
         judged.append(Judged(item, scores, verdict))
     interpolated = [x for x in judged if x.trained.alpha is not None]
     keep = max(

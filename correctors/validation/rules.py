@@ -255,8 +255,11 @@ def bias_not_judged(c: Compared, focus: GroupKey) -> RuleResult:
         f"the groups.{focus.attribute} gap the bias incident is about is not judged: "
         f"{said} (needs {GROUP_MIN_ROWS})"
     )
-    figures = {"attribute": focus.attribute, "rows": {g.label: n for g, n in sorted(rows.items())}}
-    figures["min_rows"] = GROUP_MIN_ROWS
+    figures = {
+        "attribute": focus.attribute,
+        "rows": {g.label: n for g, n in sorted(rows.items())},
+        "min_rows": GROUP_MIN_ROWS,
+    }
     return RuleResult(Rule.BIAS_GAP, NOT_JUDGED, message, figures)
 
 
