@@ -45,10 +45,6 @@ class Judged:
     scores: Scores
     verdict: Verdict
 
-    @property
-    def metrics(self) -> dict:
-        return self.scores.to_dict()
-
     def row(self, metric: str) -> dict:
         """One line of the strategies table in the card and `warden candidates`: the failed
         rules by name (what code and tests read), their sentences for people."""
