@@ -36,11 +36,10 @@ from rich.table import Table  # noqa: E402
 
 from correctors.models.champion import bootstrap  # noqa: E402
 from correctors.models.encoding import FeatureEncoder  # noqa: E402
+from correctors.models.first_version import train_first_version  # noqa: E402
 from correctors.models.modeling import predict_proba  # noqa: E402
 from correctors.models.runtime import OnnxModel  # noqa: E402
 from correctors.pipeline import Attempt, train_candidate  # noqa: E402
-from correctors.settings import CorrectionConfig  # noqa: E402
-from correctors.training.finetune import fine_tune  # noqa: E402
 from correctors.zoo import mlp_classifier  # noqa: E402
 from storage.db import make_engine  # noqa: E402
 from storage.intake import write_batch  # noqa: E402
@@ -105,12 +104,12 @@ def oracle(labelled: pd.DataFrame) -> tuple[object, float]:
     """A fresh MLP trained from scratch on all labelled data (its own encoder)."""
     started = time.perf_counter()
     enc = FeatureEncoder.fit(labelled, NUMERIC, CATEGORICAL)
-    torch.manual_seed(0)
-    result = fine_tune(
-        mlp_classifier(enc.width, 2),
+    result = train_first_version(
+        lambda: mlp_classifier(enc.width, 2),
         enc.transform(labelled),
         labelled["label"].astype(int).to_numpy(),
-        CorrectionConfig(epochs=40, patience=5, seed=0),
+        epochs=40,
+        patience=5,
     )
 
     def predict(frame: pd.DataFrame) -> np.ndarray:

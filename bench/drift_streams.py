@@ -35,15 +35,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
-import torch
 from river import forest, tree
 from river.datasets import synth
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from correctors.models.first_version import train_first_version  # noqa: E402
 from correctors.models.modeling import predict_proba  # noqa: E402
-from correctors.settings import CorrectionConfig  # noqa: E402
-from correctors.training.finetune import fine_tune  # noqa: E402
 from correctors.zoo import mlp_classifier  # noqa: E402
 from watcher.config import ModelConfig, WardenConfig  # noqa: E402
 from watcher.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
@@ -161,15 +159,14 @@ def prepare_model(folder: Path, frame: pd.DataFrame) -> tuple[ModelConfig, int]:
     model_cfg = definition(folder, frame)
     encoding = warden_encoder(WardenConfig(models={MODEL: model_cfg}), MODEL)
     training = frame.iloc[:TRAIN_ROWS]
-    torch.manual_seed(0)
-    model = mlp_classifier(encoding.width, len(encoding.classes))
-    result = fine_tune(
-        model,
+    train_first_version(
+        lambda: mlp_classifier(encoding.width, len(encoding.classes)),
         encoding.transform(training),
         encoding.targets(training),
-        CorrectionConfig(epochs=100, patience=8, seed=0),
+        epochs=100,
+        patience=8,
+        weights=folder / "weights.pt",
     )
-    torch.save(result.model.state_dict(), folder / "weights.pt")
     return model_cfg, encoding.width
 
 
@@ -377,13 +374,12 @@ def oracle_hits(folder: Path, frame: pd.DataFrame, change: int, third: int) -> n
     encoding = warden_encoder(WardenConfig(models={MODEL: model_cfg}), MODEL)
     live = frame.iloc[TRAIN_ROWS + REFERENCE_ROWS :].reset_index(drop=True)
     train = live.iloc[change:third]
-    torch.manual_seed(0)
-    model = mlp_classifier(encoding.width, len(encoding.classes))
-    result = fine_tune(
-        model,
+    result = train_first_version(
+        lambda: mlp_classifier(encoding.width, len(encoding.classes)),
         encoding.transform(train),
         encoding.targets(train),
-        CorrectionConfig(epochs=200, patience=8, seed=0),
+        epochs=200,
+        patience=8,
     )
     test = live.iloc[third:]
     predicted = predict_proba(result.model, encoding.transform(test)).argmax(axis=1)

@@ -8,6 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+Strategy = Literal["fine_tune", "interpolate", "retrain"]
+STRATEGY_NAMES: tuple[Strategy, ...] = ("fine_tune", "interpolate", "retrain")
+
 
 class Strict(BaseModel):
     """Unknown keys are errors: a typo must not silently fall back to a default."""
@@ -26,8 +29,8 @@ class CorrectionConfig(Strict):
         description="labelled rows since the change a correction trains and is judged on "
         "(the newest, when more have arrived)",
     )
-    strategies: list[Literal["fine_tune", "interpolate", "retrain"]] = Field(
-        default_factory=lambda: ["fine_tune", "interpolate", "retrain"],
+    strategies: list[Strategy] = Field(
+        default_factory=lambda: list(STRATEGY_NAMES),
         min_length=1,
         description="what each attempt trains; the gate picks the best candidate that passes",
     )

@@ -12,9 +12,9 @@ from sqlmodel import select
 from storage.audit import record_event
 from storage.db import session_scope
 from storage.registry import ModelRegistry, RegistryError
-from storage.tables import Candidate, Incident, utcnow
+from storage.tables import Candidate, CandidateStatus, Incident, utcnow
 
-APPROVABLE = ("validated", "awaiting_approval")
+APPROVABLE = (CandidateStatus.VALIDATED.value, CandidateStatus.AWAITING_APPROVAL.value)
 
 
 class SwapRefused(RuntimeError):
@@ -25,9 +25,9 @@ def await_approval(engine: Engine, candidate_id: str) -> Candidate:
     """Manual mode: park a validated candidate until an operator approves it in config."""
     with session_scope(engine) as session:
         cand = _get(session, candidate_id)
-        if cand.status != "validated":
+        if cand.status != CandidateStatus.VALIDATED:
             raise SwapRefused(f"{candidate_id} is {cand.status}, not validated")
-        cand.status, cand.updated_at = "awaiting_approval", utcnow()
+        cand.status, cand.updated_at = CandidateStatus.AWAITING_APPROVAL.value, utcnow()
         session.add(cand)
         record_event(
             session, "awaiting_approval", actor="daemon", model=cand.model, subject=candidate_id
@@ -58,11 +58,13 @@ def swap(
             raise SwapRefused(f"{candidate_id} cannot go live: {exc}") from exc
         now = utcnow()
         for old in session.exec(
-            select(Candidate).where(Candidate.model == cand.model, Candidate.status == "active")
+            select(Candidate).where(
+                Candidate.model == cand.model, Candidate.status == CandidateStatus.ACTIVE.value
+            )
         ):
-            old.status, old.updated_at = "retired", now
+            old.status, old.updated_at = CandidateStatus.RETIRED.value, now
             session.add(old)
-        cand.status, cand.updated_at = "active", now
+        cand.status, cand.updated_at = CandidateStatus.ACTIVE.value, now
         cand.watch_checks_left = watch_checks
         session.add(cand)
         for incident in session.exec(
@@ -87,7 +89,7 @@ def reject(engine: Engine, candidate_id: str, *, actor: str, reason: str) -> Can
         cand = _get(session, candidate_id)
         if cand.status not in APPROVABLE:
             raise SwapRefused(f"{candidate_id} is {cand.status}: nothing to reject")
-        cand.status, cand.updated_at = "rejected", utcnow()
+        cand.status, cand.updated_at = CandidateStatus.REJECTED.value, utcnow()
         session.add(cand)
         record_event(
             session,
@@ -106,12 +108,12 @@ def rollback(engine: Engine, registry: ModelRegistry, model: str, *, actor: str)
     with session_scope(engine) as session:
         now = utcnow()
         for cand in session.exec(select(Candidate).where(Candidate.model == model)):
-            if cand.version == current and cand.status == "active":
-                cand.status, cand.updated_at = "rolled_back", now
+            if cand.version == current and cand.status == CandidateStatus.ACTIVE:
+                cand.status, cand.updated_at = CandidateStatus.ROLLED_BACK.value, now
                 cand.watch_checks_left = 0
                 session.add(cand)
             elif cand.version == target:
-                cand.status, cand.updated_at = "active", now
+                cand.status, cand.updated_at = CandidateStatus.ACTIVE.value, now
                 cand.watch_checks_left = 0
                 session.add(cand)
         record_event(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, Text
@@ -12,6 +13,21 @@ from sqlmodel import Field, SQLModel
 def utcnow() -> datetime:
     """Timezone-aware UTC: sqlmodel refuses naive datetimes, and logs come from many zones."""
     return datetime.now(UTC)
+
+
+class CandidateStatus(StrEnum):
+    """Where a candidate stands: `training → validated | rejected | failed → awaiting_approval →
+    active → retired`, `rolled_back` from active. The values are the strings stored in
+    `candidates.status`, so rows written before the enum read back unchanged."""
+
+    TRAINING = "training"
+    VALIDATED = "validated"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    AWAITING_APPROVAL = "awaiting_approval"
+    ACTIVE = "active"
+    RETIRED = "retired"
+    ROLLED_BACK = "rolled_back"
 
 
 class Prediction(SQLModel, table=True):
@@ -128,7 +144,7 @@ class Candidate(SQLModel, table=True):
     version: str = Field(max_length=128)
     parent_version: str = Field(max_length=128)
     incident_id: int | None = None
-    status: str = Field(default="training", max_length=32)
+    status: str = Field(default=CandidateStatus.TRAINING.value, max_length=32)  # CandidateStatus
     training: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     champion_metrics: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False)

@@ -265,11 +265,31 @@ def candidates(
     from watcher.daemon.status import candidates_document, render_candidates
 
     cfg = _load(config)
-    rows = candidates_document(_engine(cfg), model)
+    engine = _engine(cfg)
+    rows = _with_rules(engine, candidates_document(engine, model))
     if as_json:
         _print_json(rows)
     else:
         render_candidates(rows, console)
+
+
+def _with_rules(engine, rows: list[dict]) -> list[dict]:
+    """Each candidate's gate results by rule (`rules`) and the gating rules it failed or could
+    not judge, by name (`failed_rules`); a verdict stored without rule results has none."""
+    from sqlmodel import Session, select
+
+    from correctors.validation.verdict import failed_rule_names, stored_rules
+    from storage.tables import Candidate
+
+    ids = [row["id"] for row in rows]
+    with Session(engine) as session:
+        found = session.exec(select(Candidate).where(Candidate.id.in_(ids))).all()  # type: ignore[attr-defined]
+        verdicts = {c.id: c.verdict for c in found}
+    for row in rows:
+        verdict = verdicts.get(row["id"])
+        row["rules"] = stored_rules(verdict)
+        row["failed_rules"] = failed_rule_names(verdict)
+    return rows
 
 
 @app.command()

@@ -3,7 +3,7 @@ replayed reference rows, encoded; a recent holdout kept apart for the gate."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -11,19 +11,23 @@ import pandas as pd
 from correctors.models.champion import Champion
 from correctors.settings import CorrectionConfig
 from correctors.training.selection import (
+    Split,
     drifted_region_mask,
     recent_split,
     sample_replay,
     seeded_split,
 )
+from correctors.training.shift import ShiftedRegion
 from correctors.validation.gate import EvalSet
 from correctors.validation.guards import (
     clipped_values,
     contradicted_region,
     group_mask,
     group_sets,
+    holdout_groups,
     quantile_bins,
 )
+from correctors.validation.scores import GroupKey
 
 
 class NothingToCorrect(RuntimeError):
@@ -47,6 +51,7 @@ class Prepared:
     retrain_x: np.ndarray  # the retrain strategy's rows: recent training rows + the
     retrain_y: np.ndarray  # reference (training part) outside the contradicted region
     holdout_seqs: list[int]  # recent rows no strategy trains on: a corrected version's baseline
+    group_rows: dict[GroupKey, int] = field(default_factory=dict)  # every holdout group's rows
 
 
 def _encode_labels(champion: Champion, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +68,32 @@ def champion_errors(champion: Champion, x: np.ndarray, y: np.ndarray) -> np.ndar
         mae = float(champion.card.get("baseline", {}).get("mae") or np.abs(out[:, 0] - y).mean())
         return np.abs(out[:, 0] - y) > 2 * mae
     return out.argmax(axis=1) != y
+
+
+@dataclass
+class _Encoded:
+    """The window and the reference, cleaned and encoded as serving encodes them."""
+
+    window: pd.DataFrame
+    x_win: np.ndarray
+    y_win: np.ndarray
+    reference: pd.DataFrame
+    x_ref: np.ndarray
+    y_ref: np.ndarray
+    counts: dict
+
+
+@dataclass
+class _Flagged:
+    """Which recent rows a correction targets, and why."""
+
+    split: Split
+    mask: np.ndarray
+    rows: np.ndarray  # training rows flagged
+    misclassified: np.ndarray
+    in_drift: np.ndarray
+    in_incident: np.ndarray
+    in_group: np.ndarray
 
 
 def prepare(
@@ -82,86 +113,124 @@ def prepare(
     lr 1e-3 and 3 replay rows per flagged row brought it to ±1 over five seeds),
     and `replay_ratio` replayed reference rows per flagged row, none from the shifted region.
     """
+    enc = _encode(champion, window, reference)
+    flagged = _flag(champion, enc, drifted_columns, settings, flagged_ids, focus_group)
+    train = flagged.split.train
+    ref_split = seeded_split(
+        len(enc.reference), settings.reference_holdout_fraction, settings.seed + 1
+    )
+    region = contradicted_region(
+        champion, enc.x_ref, enc.y_ref, enc.x_win[train], enc.y_win[train], settings
+    )
+    eligible = np.zeros(len(enc.reference), dtype=bool)
+    eligible[ref_split.train] = True
+    eligible &= ~region.mask
+    strata = enc.y_ref if champion.task != "regression" else quantile_bins(enc.y_ref, 5)
+    replay = sample_replay(
+        strata, eligible, int(settings.replay_ratio * len(flagged.rows)), settings.seed
+    )
+    groups = holdout_groups(enc.window, flagged.split.holdout)
+    return Prepared(
+        x_win=enc.x_win,
+        y_win=enc.y_win,
+        x_ref=enc.x_ref,
+        y_ref=enc.y_ref,
+        train_x=np.concatenate([enc.x_win[train], enc.x_ref[replay]]),
+        train_y=np.concatenate([enc.y_win[train], enc.y_ref[replay]]),
+        sets=_eval_sets(enc, flagged, ref_split.holdout, region.mask, groups),
+        shifted=_shifted(region, ref_split.holdout),
+        counts={**enc.counts, **_flag_counts(flagged, len(replay), drifted_columns)},
+        window_seq=(int(enc.window["seq"].min()), int(enc.window["seq"].max())),
+        retrain_x=np.concatenate([enc.x_win[train], enc.x_ref[eligible]]),
+        retrain_y=np.concatenate([enc.y_win[train], enc.y_ref[eligible]]),
+        holdout_seqs=[int(s) for s in enc.window["seq"].to_numpy()[flagged.split.holdout]],
+        group_rows={key: len(rows) for key, rows in groups.items()},
+    )
+
+
+def _encode(champion: Champion, window: pd.DataFrame, reference: pd.DataFrame) -> _Encoded:
+    """Labelled rows in arrival order (the newest are the present truth), deduplicated, with
+    known labels; the encoder clips exactly as serving does."""
     incoming = len(window)
-    # in arrival order: the newest rows are the present truth
     labelled = window[window["label"].notna()].sort_values("seq", kind="stable")
     deduplicated = labelled.drop_duplicates("prediction_id")
     known, y_win = _encode_labels(champion, deduplicated)
     window = deduplicated[known].reset_index(drop=True)
-    enc = champion.encoder
-    x_win = enc.transform(window)  # the encoder clips, exactly as serving does
-    clipped = clipped_values(enc, x_win)
+    x_win = champion.encoder.transform(window)
     ref_known, y_ref = _encode_labels(champion, reference)
     reference = reference[ref_known].reset_index(drop=True)
-    x_ref = enc.transform(reference)
-
-    split = recent_split(len(window), settings)
-    misclassified = champion_errors(champion, x_win, y_win)
-    in_drift = drifted_region_mask(window, reference, enc, drifted_columns)
-    # what the incidents point at: their flagged samples and a disadvantaged group
-    in_incident = window["prediction_id"].isin(flagged_ids or set()).to_numpy()
-    in_group = group_mask(window, focus_group)
-    flagged_mask = misclassified | in_drift | in_incident | in_group
-    flagged = split.train[flagged_mask[split.train]]
-    if len(flagged) < 10:
-        raise NothingToCorrect(f"only {len(flagged)} flagged labelled samples in the window")
-
-    ref_split = seeded_split(len(reference), settings.reference_holdout_fraction, settings.seed + 1)
-    region = contradicted_region(
-        champion, x_ref, y_ref, x_win[split.train], y_win[split.train], settings
-    )
-    eligible = np.zeros(len(reference), dtype=bool)
-    eligible[ref_split.train] = True
-    eligible &= ~region.mask
-    strata = y_ref if champion.task != "regression" else quantile_bins(y_ref, 5)
-    replay = sample_replay(
-        strata, eligible, int(settings.replay_ratio * len(flagged)), settings.seed
-    )
-
-    holdout_ref = ref_split.holdout
-    guarded = holdout_ref[~region.mask[holdout_ref]]
-    flagged_holdout = split.holdout[flagged_mask[split.holdout]]
-    sets = [
-        EvalSet("recent_holdout", x_win[split.holdout], y_win[split.holdout]),
-        EvalSet("flagged_slice", x_win[flagged_holdout], y_win[flagged_holdout]),
-        EvalSet("reference_guarded", x_ref[guarded], y_ref[guarded]),
-        EvalSet("reference_holdout", x_ref[holdout_ref], y_ref[holdout_ref]),
-        *group_sets(window, split.holdout, x_win, y_win),
-    ]
-    shifted = region.summary()
-    shifted["reference_excluded"] = int(region.mask[holdout_ref].sum())
-    shifted["replay_excluded"] = int(
-        (region.mask & ~np.isin(np.arange(len(reference)), holdout_ref)).sum()
-    )
     counts = {
         "window_labelled_rows": int(len(window)),
         "dropped_missing_labels": int(incoming - len(labelled)),
         "dropped_duplicates": int(len(labelled) - len(deduplicated)),
         "dropped_unknown_labels": int((~known).sum()),
-        "clipped_outlier_values": int(clipped),
-        "flagged_by_incident": int(in_incident[split.train].sum()),
-        "flagged_focus_group": int(in_group[split.train].sum()),
-        "recent_train_rows": int(len(split.train)),
-        "recent_holdout_rows": int(len(split.holdout)),
-        "flagged_misclassified": int(misclassified[split.train].sum()),
-        "flagged_drift_region": int(in_drift[split.train].sum()),
-        "flagged_total": int(len(flagged)),
-        "anchor_rows": int(len(split.train) - len(flagged)),
-        "replay_rows": int(len(replay)),
+        "clipped_outlier_values": int(clipped_values(champion.encoder, x_win)),
+    }
+    x_ref = champion.encoder.transform(reference)
+    return _Encoded(window, x_win, y_win, reference, x_ref, y_ref, counts)
+
+
+def _flag(
+    champion: Champion,
+    enc: _Encoded,
+    drifted_columns: list[str],
+    settings: CorrectionConfig,
+    flagged_ids: set[str] | None,
+    focus_group: tuple[str, str] | None,
+) -> _Flagged:
+    """The recent training rows to correct: misclassified, in the drifted region, or what the
+    incidents point at (their flagged samples and a disadvantaged group)."""
+    split = recent_split(len(enc.window), settings)
+    misclassified = champion_errors(champion, enc.x_win, enc.y_win)
+    in_drift = drifted_region_mask(enc.window, enc.reference, champion.encoder, drifted_columns)
+    in_incident = enc.window["prediction_id"].isin(flagged_ids or set()).to_numpy()
+    in_group = group_mask(enc.window, focus_group)
+    mask = misclassified | in_drift | in_incident | in_group
+    rows = split.train[mask[split.train]]
+    if len(rows) < 10:
+        raise NothingToCorrect(f"only {len(rows)} flagged labelled samples in the window")
+    return _Flagged(split, mask, rows, misclassified, in_drift, in_incident, in_group)
+
+
+def _eval_sets(
+    enc: _Encoded,
+    flagged: _Flagged,
+    holdout_ref: np.ndarray,
+    shifted: np.ndarray,
+    groups: dict[GroupKey, np.ndarray],
+) -> list[EvalSet]:
+    holdout = flagged.split.holdout
+    guarded = holdout_ref[~shifted[holdout_ref]]
+    flagged_holdout = holdout[flagged.mask[holdout]]
+    return [
+        EvalSet("recent_holdout", enc.x_win[holdout], enc.y_win[holdout]),
+        EvalSet("flagged_slice", enc.x_win[flagged_holdout], enc.y_win[flagged_holdout]),
+        EvalSet("reference_guarded", enc.x_ref[guarded], enc.y_ref[guarded]),
+        EvalSet("reference_holdout", enc.x_ref[holdout_ref], enc.y_ref[holdout_ref]),
+        *group_sets(groups, enc.x_win, enc.y_win),
+    ]
+
+
+def _shifted(region: ShiftedRegion, holdout_ref: np.ndarray) -> dict:
+    shifted = region.summary()
+    shifted["reference_excluded"] = int(region.mask[holdout_ref].sum())
+    shifted["replay_excluded"] = int(
+        (region.mask & ~np.isin(np.arange(len(region.mask)), holdout_ref)).sum()
+    )
+    return shifted
+
+
+def _flag_counts(flagged: _Flagged, replay_rows: int, drifted_columns: list[str]) -> dict:
+    train = flagged.split.train
+    return {
+        "flagged_by_incident": int(flagged.in_incident[train].sum()),
+        "flagged_focus_group": int(flagged.in_group[train].sum()),
+        "recent_train_rows": int(len(train)),
+        "recent_holdout_rows": int(len(flagged.split.holdout)),
+        "flagged_misclassified": int(flagged.misclassified[train].sum()),
+        "flagged_drift_region": int(flagged.in_drift[train].sum()),
+        "flagged_total": int(len(flagged.rows)),
+        "anchor_rows": int(len(train) - len(flagged.rows)),
+        "replay_rows": int(replay_rows),
         "drifted_columns": list(drifted_columns),
     }
-    return Prepared(
-        x_win=x_win,
-        y_win=y_win,
-        x_ref=x_ref,
-        y_ref=y_ref,
-        train_x=np.concatenate([x_win[split.train], x_ref[replay]]),
-        train_y=np.concatenate([y_win[split.train], y_ref[replay]]),
-        sets=sets,
-        shifted=shifted,
-        counts=counts,
-        window_seq=(int(window["seq"].min()), int(window["seq"].max())),
-        retrain_x=np.concatenate([x_win[split.train], x_ref[eligible]]),
-        retrain_y=np.concatenate([y_win[split.train], y_ref[eligible]]),
-        holdout_seqs=[int(s) for s in window["seq"].to_numpy()[split.holdout]],
-    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -148,6 +148,30 @@ def fine_tune(
     return result
 
 
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+EpochCallback = Callable[[int, float, float], None]
+
+
+@dataclass
+class _Run:
+    """One fine-tuning run's model, data on the device, loss and optimiser."""
+
+    model: nn.Module
+    params: list[nn.Parameter]
+    anchors: list[torch.Tensor]  # the champion's trainable weights, for L2-SP
+    frozen_modules: list[nn.Module]
+    xt: torch.Tensor
+    yt: torch.Tensor
+    train_idx: torch.Tensor
+    val_idx: np.ndarray
+    loss_fn: LossFn
+    optimiser: torch.optim.Optimizer
+    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau
+    generator: torch.Generator
+    regression: bool
+    device: str
+
+
 def _fine_tune(
     champion: nn.Module,
     x: np.ndarray,
@@ -157,93 +181,45 @@ def _fine_tune(
 ) -> FineTuneResult:
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
-    rng = np.random.default_rng(settings.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = copy.deepcopy(champion).to(device).train()
-    grad_flags = [p.requires_grad for p in model.parameters()]
-    frozen_modules = _apply_trainable(model, settings.trainable)
-    params = [p for p in model.parameters() if p.requires_grad]
-    n_trainable = sum(p.numel() for p in params)
-    n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    anchors = [p.detach().clone() for p in params] if settings.l2_sp > 0 else []
-
-    order = rng.permutation(len(x))
-    n_val = max(1, int(len(x) * settings.early_stopping_fraction))
-    val_idx, train_idx = order[:n_val], order[n_val:]
-    xt = torch.from_numpy(x).float().to(device)
-    regression = np.asarray(y).dtype.kind == "f"
-    if regression:
-        yt = torch.from_numpy(y).float().to(device)
-        mse = nn.MSELoss()
-
-        def loss_fn(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            out = out.squeeze(-1)
-            if out.shape != target.shape:
-                raise ValueError(
-                    f"regression (float y) needs a single-output model: output shape "
-                    f"{tuple(out.shape)} for {len(target)} targets"
-                )
-            return mse(out, target)
-    else:
-        yt = torch.from_numpy(y).long().to(device)
-        loss_fn = nn.CrossEntropyLoss()
-    if settings.weight_decay > 0:
-        optimiser = torch.optim.AdamW(
-            params, lr=settings.learning_rate, weight_decay=settings.weight_decay
-        )
-    else:
-        optimiser = torch.optim.Adam(params, lr=settings.learning_rate)
-    generator = torch.Generator(device="cpu").manual_seed(settings.seed)
-    # halve the step when the held-out loss stalls, so training converges instead of
-    # stopping at a cap with the loss still falling
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimiser,
-        factor=settings.lr_plateau_factor,
-        patience=max(1, settings.patience // 3),
-        threshold=1e-4,
-    )
-
-    best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
+    run = _setup(champion, x, y, settings)
+    grad_flags = [p.requires_grad for p in champion.parameters()]
     result = FineTuneResult(
-        model=model,
-        device=device,
+        model=run.model,
+        device=run.device,
         epochs_run=0,
         best_epoch=0,
-        trainable_params=n_trainable,
-        frozen_params=n_frozen,
+        trainable_params=sum(p.numel() for p in run.params),
+        frozen_params=sum(p.numel() for p in run.model.parameters() if not p.requires_grad),
     )
-    train_tensor = torch.from_numpy(train_idx)
+    best_state = _train(run, settings, result, on_epoch, started)
+    if best_state is not None:
+        run.model.load_state_dict(best_state)
+    for param, flag in zip(run.model.parameters(), grad_flags, strict=True):
+        param.requires_grad_(flag)
+    result.model = run.model.cpu().eval()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _train(run: _Run, settings: CorrectionConfig, result: FineTuneResult, on_epoch, started: float):
+    """Epochs until early stopping, a solved task, the epoch cap or the time budget; returns
+    the best epoch's state (None if no epoch improved)."""
+    best_loss, best_state, stale = float("inf"), None, 0
     for epoch in range(1, settings.epochs + 1):
-        model.train()
-        for module in frozen_modules:
-            module.eval()
-        perm = train_tensor[torch.randperm(len(train_tensor), generator=generator)]
-        total, seen = 0.0, 0
-        for start in range(0, len(perm), settings.batch_size):
-            batch = perm[start : start + settings.batch_size].to(device)
-            optimiser.zero_grad()
-            loss = loss_fn(model(xt[batch]), yt[batch])
-            objective = loss
-            if anchors:
-                pull = sum(((p - p0) ** 2).sum() for p, p0 in zip(params, anchors, strict=True))
-                objective = loss + settings.l2_sp * pull
-            objective.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(batch)
-            seen += len(batch)
-        model.eval()
+        train_loss = _epoch(run, settings)
+        run.model.eval()
         with torch.no_grad():
-            val = float(loss_fn(model(xt[val_idx]), yt[val_idx]))
-        result.train_loss.append(total / max(1, seen))
+            val = float(run.loss_fn(run.model(run.xt[run.val_idx]), run.yt[run.val_idx]))
+        result.train_loss.append(train_loss)
         result.val_loss.append(val)
         result.epochs_run = epoch
-        plateau.step(val)
+        run.plateau.step(val)
         if on_epoch is not None:
-            on_epoch(epoch, result.train_loss[-1], val)
+            on_epoch(epoch, train_loss, val)
         if val < best_loss - MIN_DELTA:
-            best_loss, best_epoch, stale = val, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if not regression and val < SOLVED_LOSS:
+            best_loss, result.best_epoch, stale = val, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+            if not run.regression and val < SOLVED_LOSS:
                 result.stopped_by = "solved"  # held-out cross-entropy ~0: nothing left to learn
                 break
         else:
@@ -254,11 +230,89 @@ def _fine_tune(
         if epoch < settings.epochs and time.perf_counter() - started >= settings.time_budget_s:
             result.stopped_by = "time_budget"
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    for param, flag in zip(model.parameters(), grad_flags, strict=True):
-        param.requires_grad_(flag)
-    result.best_epoch = best_epoch
-    result.model = model.cpu().eval()
-    result.seconds = time.perf_counter() - started
-    return result
+    return best_state
+
+
+def _epoch(run: _Run, settings: CorrectionConfig) -> float:
+    """One pass over the training rows in a seeded order; returns the mean data loss."""
+    run.model.train()
+    for module in run.frozen_modules:
+        module.eval()
+    perm = run.train_idx[torch.randperm(len(run.train_idx), generator=run.generator)]
+    total, seen = 0.0, 0
+    for start in range(0, len(perm), settings.batch_size):
+        batch = perm[start : start + settings.batch_size].to(run.device)
+        run.optimiser.zero_grad()
+        loss = run.loss_fn(run.model(run.xt[batch]), run.yt[batch])
+        objective = loss
+        if run.anchors:
+            pairs = zip(run.params, run.anchors, strict=True)
+            pull = sum(((p - p0) ** 2).sum() for p, p0 in pairs)
+            objective = loss + settings.l2_sp * pull
+        objective.backward()
+        run.optimiser.step()
+        total += float(loss.detach()) * len(batch)
+        seen += len(batch)
+    return total / max(1, seen)
+
+
+def _setup(champion: nn.Module, x: np.ndarray, y: np.ndarray, settings: CorrectionConfig) -> _Run:
+    """A copy of the champion on the device, the held-out split for early stopping, the loss
+    and the optimiser with its plateau schedule."""
+    rng = np.random.default_rng(settings.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = copy.deepcopy(champion).to(device).train()
+    frozen_modules = _apply_trainable(model, settings.trainable)
+    params = [p for p in model.parameters() if p.requires_grad]
+    order = rng.permutation(len(x))
+    n_val = max(1, int(len(x) * settings.early_stopping_fraction))
+    regression = np.asarray(y).dtype.kind == "f"
+    yt = torch.from_numpy(y).to(device)
+    optimiser = _optimiser(params, settings)
+    return _Run(
+        model=model,
+        params=params,
+        anchors=[p.detach().clone() for p in params] if settings.l2_sp > 0 else [],
+        frozen_modules=frozen_modules,
+        xt=torch.from_numpy(x).float().to(device),
+        yt=yt.float() if regression else yt.long(),
+        train_idx=torch.from_numpy(order[n_val:]),
+        val_idx=order[:n_val],
+        loss_fn=_regression_loss() if regression else nn.CrossEntropyLoss(),
+        optimiser=optimiser,
+        # halve the step when the held-out loss stalls, so training converges instead of
+        # stopping at a cap with the loss still falling
+        plateau=torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimiser,
+            factor=settings.lr_plateau_factor,
+            patience=max(1, settings.patience // 3),
+            threshold=1e-4,
+        ),
+        generator=torch.Generator(device="cpu").manual_seed(settings.seed),
+        regression=regression,
+        device=device,
+    )
+
+
+def _optimiser(params: list[nn.Parameter], settings: CorrectionConfig) -> torch.optim.Optimizer:
+    if settings.weight_decay > 0:
+        return torch.optim.AdamW(
+            params, lr=settings.learning_rate, weight_decay=settings.weight_decay
+        )
+    return torch.optim.Adam(params, lr=settings.learning_rate)
+
+
+def _regression_loss() -> LossFn:
+    """MSE on a single-output model's `model(x).squeeze(-1)`."""
+    mse = nn.MSELoss()
+
+    def loss_fn(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        out = out.squeeze(-1)
+        if out.shape != target.shape:
+            raise ValueError(
+                f"regression (float y) needs a single-output model: output shape "
+                f"{tuple(out.shape)} for {len(target)} targets"
+            )
+        return mse(out, target)
+
+    return loss_fn

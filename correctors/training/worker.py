@@ -96,12 +96,7 @@ def fine_tune_in_worker(
     if not settings.worker:
         return fine_tune(champion, x, y, settings, on_epoch=on_epoch)
     started = time.monotonic()
-    try:
-        on_cpu = all(t.device.type == "cpu" for t in [*champion.parameters(), *champion.buffers()])
-        payload = pickle.dumps(champion if on_cpu else copy.deepcopy(champion).cpu())
-    except Exception as exc:  # noqa: BLE001 - reported with the reason
-        raise FineTuneFailed(f"the champion cannot be sent to the worker: {exc!r}") from exc
-
+    payload = _payload(champion)
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="warden-finetune-") as tmp:
         weights = Path(tmp) / "weights.pt"
@@ -118,27 +113,16 @@ def fine_tune_in_worker(
             reader.close()
             writer.close()
             raise FineTuneFailed(f"cannot start the worker: {exc!r}") from exc
-        overdue = (
-            f"worker exceeded the time budget ({settings.time_budget_s:g} s + {grace_s:g} s "
-            "grace) and was killed"
-        )
         try:
             writer.close()
             deadline = started + settings.time_budget_s + grace_s
-            done, error = _follow(proc, reader, deadline, overdue, on_epoch)
-            if error is not None:
-                raise FineTuneFailed(error["reason"], error.get("detail"))
-            if proc.exitcode is not None and proc.exitcode < 0:
-                number = -proc.exitcode
-                name = signal.Signals(number).name if number in signal.valid_signals() else "?"
-                raise FineTuneFailed(f"worker killed by signal {number} ({name})")
-            if proc.exitcode:
-                raise FineTuneFailed(f"worker exited with code {proc.exitcode}")
-            if done is None or not weights.exists():
-                raise FineTuneFailed("worker exited without a result")
-            state = torch.load(weights, map_location="cpu", weights_only=True)
+            overdue = (
+                f"worker exceeded the time budget ({settings.time_budget_s:g} s + {grace_s:g} s "
+                "grace) and was killed"
+            )
+            done = _outcome(proc, *_follow(proc, reader, deadline, overdue, on_epoch), weights)
             model = copy.deepcopy(champion).cpu()
-            model.load_state_dict(state)
+            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         finally:
             _stop(proc)
             reader.close()
@@ -147,6 +131,30 @@ def fine_tune_in_worker(
     result.worker = True
     result.worker_seconds = time.monotonic() - started
     return result
+
+
+def _payload(champion: nn.Module) -> bytes:
+    """The champion pickled for the child (on the CPU: the child picks its device)."""
+    try:
+        on_cpu = all(t.device.type == "cpu" for t in [*champion.parameters(), *champion.buffers()])
+        return pickle.dumps(champion if on_cpu else copy.deepcopy(champion).cpu())
+    except Exception as exc:  # noqa: BLE001 - reported with the reason
+        raise FineTuneFailed(f"the champion cannot be sent to the worker: {exc!r}") from exc
+
+
+def _outcome(proc, done: dict | None, error: dict | None, weights: Path) -> dict:
+    """The child's summary, or `FineTuneFailed` saying how it failed."""
+    if error is not None:
+        raise FineTuneFailed(error["reason"], error.get("detail"))
+    if proc.exitcode is not None and proc.exitcode < 0:
+        number = -proc.exitcode
+        name = signal.Signals(number).name if number in signal.valid_signals() else "?"
+        raise FineTuneFailed(f"worker killed by signal {number} ({name})")
+    if proc.exitcode:
+        raise FineTuneFailed(f"worker exited with code {proc.exitcode}")
+    if done is None or not weights.exists():
+        raise FineTuneFailed("worker exited without a result")
+    return done
 
 
 def _follow(

@@ -4,126 +4,120 @@ the largest α down; the largest that passes is the one kept."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
+from torch import nn
 
 from correctors.models.modeling import predict_outputs
 from correctors.settings import CorrectionConfig
 from correctors.training.strategies import Trained
-from correctors.validation.gate import GUARDED, EvalSet, Verdict, evaluate, headline, judge
-from correctors.validation.paired import PairedLoss, losses
+from correctors.validation.gate import GUARDED, EvalSet, Verdict, evaluate, judge
+from correctors.validation.paired import PairedLoss, PairedSets, losses
+from correctors.validation.scores import GroupKey, Scores, headline
 
 OutputFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Judge:
+    """What every candidate of one attempt is judged against: the serving champion's outputs
+    and scores on the same evaluation sets, with the attempt's settings."""
+
+    champion: OutputFn
+    champion_scores: Scores
+    sets: list[EvalSet]
+    task: str
+    shifted: dict
+    settings: CorrectionConfig
+    focus: GroupKey | None = None  # the group a bias incident is about
+    group_rows: Mapping[GroupKey, int] = field(default_factory=dict)
+
+    @property
+    def metric(self) -> str:
+        return headline(self.task)
 
 
 @dataclass
 class Judged:
     trained: Trained
-    metrics: dict
+    scores: Scores
     verdict: Verdict
 
     def row(self, metric: str) -> dict:
-        """One line of the strategies table in the card and `warden candidates`."""
+        """One line of the strategies table in the card and `warden candidates`: the failed
+        rules by name (what code and tests read), their sentences for people."""
+        failed = self.verdict.failed
         return {
             "strategy": self.trained.label,
             "passed": self.verdict.passed,
-            f"recent_holdout_{metric}": self.metrics.get(f"recent_holdout_{metric}"),
-            f"reference_guarded_{metric}": self.metrics.get(f"reference_guarded_{metric}"),
-            "failed_rules": [r for r in self.verdict.reasons if _is_failure(r)],
+            f"recent_holdout_{metric}": self.scores.value("recent_holdout"),
+            f"reference_guarded_{metric}": self.scores.value(GUARDED),
+            "failed_rules": [str(r.rule) for r in failed],
+            "failed_reasons": [r.message for r in failed],
             "training": self.trained.summary,
         }
 
 
-FAILURE_WORDS = (
-    "does not",
-    "not significant",
-    "forgets",
-    "regresses",
-    "widens",
-    "failed",
-    "cannot",
-    "no recent",
-)
-
-
-def _is_failure(reason: str) -> bool:
-    return any(word in reason for word in FAILURE_WORDS)
-
-
 def paired_sets(
     champion: OutputFn, candidate: OutputFn, sets: list[EvalSet], task: str
-) -> dict[str, PairedLoss]:
+) -> PairedSets:
     """The recent holdout, each of its groups and the guarded reference: the two models'
     per-row losses, paired."""
-    return {
-        s.name: PairedLoss.of(losses(champion(s.x), s.y, task), losses(candidate(s.x), s.y, task))
-        for s in sets
-        if s.name.startswith("group:") or s.name in ("recent_holdout", GUARDED)
-    }
 
+    def pair(s: EvalSet) -> PairedLoss:
+        return PairedLoss.of(losses(champion(s.x), s.y, task), losses(candidate(s.x), s.y, task))
 
-def judge_model(
-    outputs: OutputFn,
-    champion: OutputFn,
-    champion_metrics: dict,
-    sets: list[EvalSet],
-    task: str,
-    parity_max_abs_diff: float,
-    shifted: dict,
-    settings: CorrectionConfig,
-    focus_attribute: str | None,
-) -> tuple[dict, Verdict]:
-    metrics = evaluate(outputs, sets, task)
-    paired = paired_sets(champion, outputs, sets, task)
-    verdict = judge(
-        champion_metrics, metrics, parity_max_abs_diff, shifted, settings, paired, focus_attribute
+    return PairedSets(
+        sets={s.name: pair(s) for s in sets if s.name in ("recent_holdout", GUARDED)},
+        groups={s.group: pair(s) for s in sets if s.group is not None},
     )
-    return metrics, verdict
 
 
-def rank(
-    trained: list[Trained],
-    champion: OutputFn,
-    champion_metrics: dict,
-    sets: list[EvalSet],
-    task: str,
-    shifted: dict,
-    settings: CorrectionConfig,
-    focus_attribute: str | None,
-) -> list[Judged]:
+def judge_model(outputs: OutputFn, j: Judge, parity_max_abs_diff: float) -> tuple[Scores, Verdict]:
+    """The candidate's scores on the judge's sets and the gate's verdict on them."""
+    scores = evaluate(outputs, j.sets, j.task)
+    paired = paired_sets(j.champion, outputs, j.sets, j.task)
+    verdict = judge(
+        j.champion_scores,
+        scores,
+        parity_max_abs_diff,
+        j.shifted,
+        j.settings,
+        paired,
+        j.focus,
+        j.group_rows,
+    )
+    return scores, verdict
+
+
+def _outputs(model: nn.Module, task: str) -> OutputFn:
+    return lambda x: predict_outputs(model, x, task)
+
+
+def rank(trained: list[Trained], j: Judge) -> list[Judged]:
     """Every strategy judged in torch (ONNX parity is checked on the one exported)."""
-    metric = headline(task)
     judged = []
     for item in trained:
-        metrics, verdict = judge_model(
-            lambda x, m=item.model: predict_outputs(m, x, task),
-            champion,
-            champion_metrics,
-            sets,
-            task,
-            0.0,
-            shifted,
-            settings,
-            focus_attribute,
-        )
-        judged.append(Judged(item, metrics, verdict))
-    interpolated = [j for j in judged if j.trained.alpha is not None]
+        scores, verdict = judge_model(_outputs(item.model, j.task), j, 0.0)
+        judged.append(Judged(item, scores, verdict))
+    interpolated = [x for x in judged if x.trained.alpha is not None]
     keep = max(
-        (j for j in interpolated if j.verdict.passed),
-        key=lambda j: j.trained.alpha,
+        (x for x in interpolated if x.verdict.passed),
+        key=lambda x: x.trained.alpha or 0.0,
         default=None,
     )
     if keep is not None:  # the largest α that passes stands for interpolation
-        judged = [j for j in judged if j.trained.alpha is None or j is keep] + [
-            j for j in interpolated if j is not keep
+        judged = [x for x in judged if x.trained.alpha is None or x is keep] + [
+            x for x in interpolated if x is not keep
         ]
+    metric = j.metric
 
-    def order(j: Judged) -> tuple:
-        value = j.metrics.get(f"recent_holdout_{metric}")
+    def order(x: Judged) -> tuple:
+        value = x.scores.value("recent_holdout")
         value = float("-inf") if value is None else (-value if metric == "mae" else value)
-        preferred = j is keep or j.trained.alpha is None
-        return (j.verdict.passed, preferred, value)
+        preferred = x is keep or x.trained.alpha is None
+        return (x.verdict.passed, preferred, value)
 
     return sorted(judged, key=order, reverse=True)

@@ -58,6 +58,8 @@ def export_onnx(model: nn.Module, n_inputs: int, path: Path, task: str = "classi
             dynamo=True,
             verbose=False,
         )
+        if program is None:
+            raise RuntimeError("torch.onnx.export returned no program")
         program.save(str(path))
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     return path

@@ -12,8 +12,7 @@ from correctors.settings import CorrectionConfig
 from correctors.training.shift import ShiftedRegion, find_shifted_region
 from correctors.training.worker import fine_tune_in_worker
 from correctors.validation.gate import EvalSet
-
-GROUP_MIN_ROWS = 20  # holdout rows a group needs to be judged by the gate
+from correctors.validation.scores import GROUP_MIN_ROWS, GroupKey
 
 
 def quantile_bins(values: np.ndarray, bins: int) -> np.ndarray:
@@ -39,22 +38,29 @@ def group_mask(window: pd.DataFrame, focus: tuple[str, str] | None) -> np.ndarra
     )
 
 
-def group_sets(
-    window: pd.DataFrame, holdout: np.ndarray, x: np.ndarray, y: np.ndarray
-) -> list[EvalSet]:
-    """One evaluation set per group value (per attribute) of the recent holdout."""
+def holdout_groups(window: pd.DataFrame, holdout: np.ndarray) -> dict[GroupKey, np.ndarray]:
+    """The rows of every group value (per attribute) of the recent holdout, however few."""
     if "groups" not in window:
-        return []
+        return {}
     groups = pd.DataFrame.from_records(
         [g if isinstance(g, dict) else {} for g in window["groups"].iloc[holdout]]
     )
-    sets = []
+    out = {}
     for attribute in sorted(groups.columns):
         for value in sorted(groups[attribute].dropna().astype(str).unique()):
-            rows = holdout[(groups[attribute].astype(str) == value).to_numpy()]
-            if len(rows) >= GROUP_MIN_ROWS:
-                sets.append(EvalSet(f"group:{attribute}={value}", x[rows], y[rows]))
-    return sets
+            out[GroupKey(attribute, value)] = holdout[
+                (groups[attribute].astype(str) == value).to_numpy()
+            ]
+    return out
+
+
+def group_sets(groups: dict[GroupKey, np.ndarray], x: np.ndarray, y: np.ndarray) -> list[EvalSet]:
+    """One evaluation set per group with enough holdout rows to be judged."""
+    return [
+        EvalSet(key.set_name, x[rows], y[rows], key)
+        for key, rows in groups.items()
+        if len(rows) >= GROUP_MIN_ROWS
+    ]
 
 
 def contradicted_region(

@@ -9,10 +9,12 @@ regression; `PairedLoss` keeps the candidate's loss minus the champion's, per ro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
+
+from correctors.validation.scores import GroupKey
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,22 @@ class PairedLoss:
             "mean_loss_change": round(self.mean, 5),
             "worse": self.worse,
             "better": self.better,
+        }
+
+
+@dataclass(frozen=True)
+class PairedSets:
+    """Champion and candidate paired on the recent holdout, the guarded reference and each
+    judged group."""
+
+    sets: dict[str, PairedLoss] = field(default_factory=dict)
+    groups: dict[GroupKey, PairedLoss] = field(default_factory=dict)
+
+    def figures(self) -> dict:
+        """As stored in the verdict: `<set>_paired` and `groups_paired` by group name."""
+        return {
+            "groups_paired": {g.set_name: p.to_dict() for g, p in self.groups.items()},
+            **{f"{name}_paired": p.to_dict() for name, p in self.sets.items()},
         }
 
 

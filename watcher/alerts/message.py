@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import structlog
@@ -22,13 +23,30 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 KAFKA_ACK_TIMEOUT_S = 10.0
 
 
-def build_alert(kind: str, model: str, /, **fields: Any) -> dict[str, Any]:
+class AlertKind(StrEnum):
+    """What an alert is about: its `alert` field. The values are the strings receivers match."""
+
+    INCIDENT_OPENED = "incident_opened"
+    INCIDENT_ESCALATED = "incident_escalated"
+    CORRECTION_FAILED = "correction_failed"
+    CANDIDATE_REJECTED = "candidate_rejected"
+    AWAITING_APPROVAL = "awaiting_approval"
+    SWAPPED = "swapped"
+    ROLLED_BACK = "rolled_back"
+    UNDECODABLE_BATCH = "undecodable_batch"
+
+
+def build_alert(kind: AlertKind | str, model: str, /, **fields: Any) -> dict[str, Any]:
     """The alert document every sink sends: what, where, how bad, the report, what happens next.
 
     `kind` and `model` are positional-only, so `fields` may hold their own `kind` (the incident's
     kind) or `model`-like keys. `alert_id` (uuid4 hex) is added unless given; it stays the same
     across retries and sinks."""
-    alert: dict[str, Any] = {"alert": kind, "model": model, "ts": datetime.now(UTC).isoformat()}
+    alert: dict[str, Any] = {
+        "alert": str(kind),
+        "model": model,
+        "ts": datetime.now(UTC).isoformat(),
+    }
     alert.update(fields)
     if not alert.get("alert_id"):
         alert["alert_id"] = uuid.uuid4().hex

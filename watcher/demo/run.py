@@ -19,15 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, select
 from sqlmodel import col
 
+from correctors.models.first_version import train_first_version
 from correctors.models.runtime import OnnxModel
-from correctors.settings import CorrectionConfig
-from correctors.training.finetune import fine_tune
 from correctors.zoo import mlp_classifier
 from storage.tables import Event
 from watcher import logs
@@ -210,16 +208,15 @@ def train_initial_model(folder: Path, console: Console) -> int:
         categorical_features=CATEGORICAL,
     )
     encoding = warden_encoder(WardenConfig(models={MODEL: definition}), MODEL)
-    torch.manual_seed(0)
-    model = mlp_classifier(encoding.width, len(encoding.classes))
     with console.status("training the built-in credit-risk MLP on 4,000 generated rows…"):
-        result = fine_tune(
-            model,
+        result = train_first_version(
+            lambda: mlp_classifier(encoding.width, len(encoding.classes)),
             encoding.transform(training),
             encoding.targets(training),
-            CorrectionConfig(epochs=40, patience=5, seed=0),
+            epochs=40,
+            patience=5,
+            weights=folder / "initial-weights.pt",
         )
-    torch.save(result.model.state_dict(), folder / "initial-weights.pt")
     console.print(
         f"  trained in {result.seconds:.1f}s ({result.epochs_run} epochs), "
         f"validation loss {min(result.val_loss):.3f}"

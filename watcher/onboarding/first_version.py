@@ -82,12 +82,10 @@ def init_model(
     on_epoch: EpochCallback | None = None,
 ) -> FirstVersion:
     """Train `models.<name>`'s factory on `training` and save its state dict to `weights`."""
-    import torch
 
+    from correctors.models.first_version import train_first_version
     from correctors.models.fitting import load_reference, model_encoding, read_frame
     from correctors.models.modeling import build_model, load_factory, predict_outputs
-    from correctors.settings import CorrectionConfig
-    from correctors.training.finetune import fine_tune
 
     if name not in cfg.models:
         raise ConfigError(f"no models.{name} (have: {', '.join(cfg.models) or 'none'})")
@@ -102,14 +100,16 @@ def init_model(
         )
     except ConfigError as exc:
         raise ConfigError(f"models.{name}.{exc}") from exc
-    torch.manual_seed(seed)
-    model = build_model(definition.factory, kwargs, None, definition.python_path)
-    settings = CorrectionConfig(epochs=epochs, patience=patience, seed=seed, worker=False)
-    result = fine_tune(
-        model, encoding.transform(frame), encoding.targets(frame), settings, on_epoch=on_epoch
+    result = train_first_version(
+        lambda: build_model(definition.factory, kwargs, None, definition.python_path),
+        encoding.transform(frame),
+        encoding.targets(frame),
+        epochs=epochs,
+        patience=patience,
+        seed=seed,
+        weights=weights,
+        on_epoch=on_epoch,
     )
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(result.model.state_dict(), weights)
     out = predict_outputs(result.model, encoding.transform(reference), encoding.task)
     truth = encoding.targets(reference)
     if encoding.task == "regression":

@@ -28,6 +28,7 @@ def environment() -> Environment:
     env.filters["num"] = number
     env.filters["when"] = when
     env.globals["metric_rows"] = metric_rows
+    env.globals["verdict_lines"] = verdict_lines
     return env
 
 
@@ -69,6 +70,21 @@ def metric_rows(candidate: Any) -> list[tuple[str, Any, Any]]:
         for k in keys
         if isinstance(champion.get(k), scalar) and isinstance(cand.get(k), scalar)
     ]
+
+
+def verdict_lines(verdict: dict | None) -> list[tuple[str, str]]:
+    """(status, sentence) for each line of a stored verdict: its notes (status ""), then one
+    line per rule result with the rule's status; a verdict stored without rule results gives
+    its reasons, each with status ""."""
+    from correctors.validation.verdict import stored_rules
+
+    reasons = [str(r) for r in (verdict or {}).get("reasons", [])]
+    rules = stored_rules(verdict)
+    if not rules:
+        return [("", r) for r in reasons]
+    messages = {str(r.get("message")) for r in rules}
+    notes = [("", r) for r in reasons if r not in messages]
+    return notes + [(str(r.get("status", "")), str(r.get("message", ""))) for r in rules]
 
 
 def number(value: Any, digits: int = 3) -> str:

@@ -6,16 +6,19 @@ import numpy as np
 from correctors.settings import CorrectionConfig
 from correctors.training.shift import find_shifted_region
 from correctors.validation.gate import EvalSet, evaluate, judge, no_skill
-from correctors.validation.paired import PairedLoss
+from correctors.validation.paired import PairedLoss, PairedSets
+from correctors.validation.scores import Scores
 
 
-def _metrics(right: np.ndarray, no_skill_accuracy: float) -> dict:
-    return {
-        "recent_holdout_accuracy": float(right.mean()),
-        "recent_holdout_rows": len(right),
-        "recent_holdout_no_skill_accuracy": no_skill_accuracy,
-        "reference_guarded_accuracy": None,
-    }
+def _metrics(right: np.ndarray, no_skill_accuracy: float) -> Scores:
+    return Scores.from_dict(
+        {
+            "recent_holdout_accuracy": float(right.mean()),
+            "recent_holdout_rows": len(right),
+            "recent_holdout_no_skill_accuracy": no_skill_accuracy,
+            "reference_guarded_accuracy": None,
+        }
+    )
 
 
 def _judge(champ_right: np.ndarray, cand_right: np.ndarray, no_skill_accuracy: float = 0.5):
@@ -26,7 +29,7 @@ def _judge(champ_right: np.ndarray, cand_right: np.ndarray, no_skill_accuracy: f
         0.0,
         {},
         CorrectionConfig(),
-        {"recent_holdout": pair},
+        PairedSets(sets={"recent_holdout": pair}),
     )
 
 
@@ -64,7 +67,7 @@ def test_the_recent_gain_must_be_paired_significant_with_its_row_counts():
 def test_no_skill_is_the_best_constant_answer():
     data = EvalSet("recent_holdout", np.zeros((10, 1)), np.array([1] * 7 + [0] * 3))
     assert no_skill(data, "classification") == 0.7
-    figures = evaluate(lambda x: np.tile([0.0, 1.0], (len(x), 1)), [data])
+    figures = evaluate(lambda x: np.tile([0.0, 1.0], (len(x), 1)), [data]).to_dict()
     assert figures["recent_holdout_no_skill_accuracy"] == 0.7
     values = EvalSet("recent_holdout", np.zeros((4, 1)), np.array([1.0, 2.0, 3.0, 10.0]))
     assert no_skill(values, "regression") == np.abs(values.y - 2.5).mean()
@@ -99,20 +102,25 @@ def test_under_concept_shift_only_rows_the_present_confirms_stay_guarded():
 
 
 def test_forgetting_is_judged_paired_on_the_guarded_rows():
-    from correctors.validation.gate import Compared, guard_rule
+    from correctors.validation.rules import Compared, guard_rule
+    from correctors.validation.verdict import RuleStatus
 
     settings = CorrectionConfig()
 
     def run(champ_right, cand_right):
-        reasons: list[str] = []
         figures = {
             "reference_guarded_accuracy": float(np.mean(champ_right)),
             "reference_guarded_rows": len(champ_right),
         }
         cand = {**figures, "reference_guarded_accuracy": float(np.mean(cand_right))}
         pair = PairedLoss.of(1.0 - champ_right, 1.0 - cand_right)
-        compared = Compared(figures, cand, settings, "classification")
-        return guard_rule(compared, pair, reasons), reasons
+        paired = PairedSets(sets={"reference_guarded": pair})
+        compared = Compared(
+            Scores.from_dict(figures), Scores.from_dict(cand), settings, "classification", paired
+        )
+        result = guard_rule(compared)
+        assert result is not None
+        return result.status is RuleStatus.PASSED, [result.message]
 
     champ = np.array([True] * 20 + [False] * 2)
     one_row = champ.copy()

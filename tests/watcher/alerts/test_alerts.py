@@ -104,6 +104,15 @@ def test_build_alert_and_describe():
     assert describe({"alert": "swapped", "model": "m"}) == "model m: swapped"
 
 
+def test_alert_kinds_are_the_strings_receivers_match():
+    from watcher.alerts.message import AlertKind, encode_alert
+
+    alert = build_alert(AlertKind.SWAPPED, "m", alert_id="fixed")
+    assert alert["alert"] == "swapped" and type(alert["alert"]) is str
+    assert b'"alert":"swapped"' in encode_alert(alert)
+    assert AlertKind("incident_opened") is AlertKind.INCIDENT_OPENED
+
+
 def test_webhook_retries_after_500_with_same_idempotency_key():
     alert = sample_alert()
     with Receiver(fail_first=1, fail_status=500) as rx:

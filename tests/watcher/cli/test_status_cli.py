@@ -368,3 +368,81 @@ def test_status_and_incidents_stay_readable_at_80_columns(db_url, tmp_path):
     assert doc["candidates"][0]["reasons"] == ["recent accuracy +0.12", "reference guarded"]
     missing = CliRunner().invoke(app, ["incidents", "999999", "--config", str(config)])
     assert missing.exit_code == 1 and "no incident #999999" in missing.output
+
+
+def _gate_verdict():
+    """A real gate verdict that fails two rules: no real gain, and no better than no skill."""
+    import numpy as np
+
+    from correctors.settings import CorrectionConfig
+    from correctors.validation.gate import judge
+    from correctors.validation.paired import PairedLoss, PairedSets
+    from correctors.validation.scores import Scores, SetScore
+
+    champ = np.array([True] * 30 + [False] * 70)
+    cand = champ.copy()
+    cand[30] = True  # one row fixed of 100: 0.30 -> 0.31, the no-skill answer is 0.70
+    pair = PairedLoss.of(1.0 - champ, 1.0 - cand)
+
+    def scores(value: float) -> Scores:
+        return Scores("accuracy", {"recent_holdout": SetScore(100, value, 0.70)})
+
+    paired = PairedSets(sets={"recent_holdout": pair})
+    return judge(scores(0.30), scores(0.31), 0.0, {}, CorrectionConfig(), paired)
+
+
+def test_candidates_json_lists_failed_rules_by_name_whatever_the_wording(db_url, tmp_path):
+    """Rewording every gate message leaves `warden candidates --json`'s failed rules as they
+    are: they come from the rule results, never from the sentences."""
+    from dataclasses import replace
+
+    from torch import nn
+
+    from correctors.training.strategies import Trained
+    from correctors.validation.compare import Judged
+    from storage.tables import CandidateStatus
+
+    config = write_config(tmp_path, db_url)
+    engine = make_engine(load_config(config).storage.url)
+    verdict = _gate_verdict()
+    reworded = replace(
+        verdict,
+        rules=[replace(r, message=f"reworded: {r.rule} said otherwise") for r in verdict.rules],
+    )
+    with Session(engine) as session:
+        for name, v in (("plain", verdict), ("reworded", reworded)):
+            judged = Judged(Trained("fine_tune", nn.Identity()), _scores(), v)
+            session.add(
+                Candidate(
+                    id=f"credit-{name}",
+                    model="credit",
+                    version=name,
+                    parent_version="v1",
+                    status=CandidateStatus.REJECTED.value,
+                    training={"strategies": [judged.row("accuracy")]},
+                    verdict=v.to_dict(),
+                )
+            )
+        session.commit()
+    rows = {r["id"]: r for r in json.loads(invoke("candidates", "-c", str(config), "--json"))}
+    plain, other = rows["credit-plain"], rows["credit-reworded"]
+    assert plain["failed_rules"] == ["present", "no_skill"]
+    assert other["failed_rules"] == plain["failed_rules"]
+    assert other["strategies"][0]["failed_rules"] == ["present", "no_skill"]
+    assert plain["strategies"][0]["failed_rules"] == ["present", "no_skill"]
+    assert other["reasons"] != plain["reasons"]  # the sentences did change
+    assert [r["status"] for r in plain["rules"]][:3] == ["passed", "failed", "failed"]
+
+
+def _scores():
+    from correctors.validation.scores import Scores, SetScore
+
+    return Scores("accuracy", {"recent_holdout": SetScore(100, 0.31, 0.70)})
+
+
+def test_candidates_json_reads_a_verdict_stored_without_rules(db_url, tmp_path):
+    config = write_config(tmp_path, db_url)
+    seed_rows(make_engine(load_config(config).storage.url))
+    [cand] = json.loads(invoke("candidates", "-c", str(config), "--json"))
+    assert cand["reasons"] == ["recent accuracy +0.12", "reference guarded"]
+    assert cand["rules"] == [] and cand["failed_rules"] == []

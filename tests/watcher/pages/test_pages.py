@@ -163,3 +163,24 @@ def test_the_next_action_follows_the_candidate(incidents):
     assert f"serving v2; `warden rollback {MODEL}` restores the previous version" in page
     assert src.page_path(MODEL, error.id).stat().st_mtime_ns > before
     assert src.page_path(MODEL, error.id) not in publish_pages(src, MODEL)  # settled: left alone
+
+
+def test_verdict_lines_mark_each_rule_by_its_status_and_read_old_verdicts():
+    from watcher.pages.render import verdict_lines
+
+    verdict = {
+        "passed": False,
+        "reasons": ["strategy fine_tune chosen of 3 tried", "ONNX parity ok", "gain too small"],
+        "rules": [
+            {"rule": "parity", "status": "passed", "message": "ONNX parity ok", "figures": {}},
+            {"rule": "present", "status": "failed", "message": "gain too small", "figures": {}},
+        ],
+    }
+    assert verdict_lines(verdict) == [
+        ("", "strategy fine_tune chosen of 3 tried"),
+        ("passed", "ONNX parity ok"),
+        ("failed", "gain too small"),
+    ]
+    # a verdict stored before rule results: its reasons, unmarked
+    assert verdict_lines({"reasons": ["recent accuracy +0.12"]}) == [("", "recent accuracy +0.12")]
+    assert verdict_lines(None) == []
