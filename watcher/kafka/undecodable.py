@@ -158,7 +158,7 @@ def _range(first: int, batch: Any, records: Any, highwater: int | None) -> int:
 
 def locate(exc: BaseException, consumer: KafkaConsumer) -> UndecodableBatch | None:
     """Where the batch that raised `exc` out of `poll()` is; None when `exc` is not a decode
-    error (a broker or network problem, which the caller handles as before)."""
+    error (a broker or network problem, which the caller retries like any other)."""
     local = _unpack_frame(exc)
     if local is None:
         return None
