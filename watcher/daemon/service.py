@@ -6,8 +6,8 @@ refinements (`refinement`), what follows a candidate (`decisions`), the post-swa
 (`post_swap`), withdrawals of healed incidents' candidates (`withdrawals`), config reloads
 (`reload`) and approvals (`config_approvals`). They share a `DaemonContext` and are handed the
 collaborators they call; this module builds and wires them, and no job imports it.
-`Daemon.run()` is what `warden run` (systemd, containers) calls: it blocks until SIGTERM or SIGINT, then
-finishes the batch in hand, commits, stops the scheduler and exits cleanly.
+`Daemon.run()` is what `warden run` (systemd, containers) calls: it blocks until SIGTERM or
+SIGINT, then finishes the batch in hand, commits, stops the scheduler and exits cleanly.
 """
 
 from __future__ import annotations
