@@ -54,15 +54,19 @@ def candidate(engine: Engine, candidate_id: str) -> Candidate:
         return found
 
 
-def approvable(engine: Engine, candidate_id: str) -> Candidate:
-    """The candidate, if its status allows an approval; otherwise SwapRefused saying why."""
+def approvable(engine: Engine, candidate_id: str, proof: FreshProof | None = None) -> Candidate:
+    """The candidate, if its status allows an approval; otherwise SwapRefused saying why (with
+    the fresh-row figures, when given)."""
     cand = candidate(engine, candidate_id)
+    figures = "" if proof is None else f" ({proof.sentence()})"
     if cand.status == CandidateStatus.WITHDRAWN:
         why = withdrawal_reason(engine, candidate_id) or "its incident resolved by itself"
-        raise SwapRefused(f"{candidate_id} is withdrawn and can no longer be approved: {why}")
+        raise SwapRefused(
+            f"{candidate_id} is withdrawn and can no longer be approved: {why}{figures}"
+        )
     if cand.status not in APPROVABLE:
         raise SwapRefused(
-            f"{candidate_id} is {cand.status}: only validated candidates can be approved"
+            f"{candidate_id} is {cand.status}: only validated candidates can be approved{figures}"
         )
     return cand
 
@@ -85,12 +89,15 @@ def fresh_proof(
 def approve(config: Path, engine: Engine, candidate_id: str, *, force: bool = False) -> Approval:
     """`warden approve`: refuse a withdrawn candidate, or (unless forced) one significantly
     worse on fresh rows; otherwise write its id into the config's approved list."""
-    cand = approvable(engine, candidate_id)
+    cand = candidate(engine, candidate_id)
+    if cand.status not in (*APPROVABLE, CandidateStatus.WITHDRAWN.value):
+        approvable(engine, candidate_id)  # refuses, saying why
     cfg = load_config(config)
     model = cfg.models.get(cand.model)
     if model is None:
         raise ConfigError(f"{config}: models.{cand.model} is not in this config file")
     proof = fresh_proof(engine, ModelRegistry(cfg.storage.registry), cand, model)
+    approvable(engine, candidate_id, proof)
     forced = force and proof.significantly_worse
     if proof.significantly_worse and not force:
         raise WorseOnFreshRows(candidate_id, proof)

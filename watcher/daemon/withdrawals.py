@@ -3,9 +3,10 @@ its bound for `checks.resolve_after` clean checks), the candidates made for it a
 swapped are withdrawn. A change that was a passing segment is not the new normal, and a
 candidate fitted to it would break the rest once the segment has gone.
 
-A candidate stays while another open incident it was made for (it covers several) is still
-open. A swap marks its incidents `corrected`, not `resolved`, so a serving candidate's incident
-never withdraws anything.
+A candidate stays while another open error or bias incident it was made for (it covers
+several) is still open; drift alone never holds it, as drift alone never starts a correction.
+A swap marks its incidents `corrected`, not `resolved`, so a serving candidate's incident never
+withdraws anything.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from watcher.config import ModelConfig
 from watcher.daemon.context import DaemonContext
 
 log = structlog.get_logger("warden.daemon")
+QUALITY = ("error", "bias")  # the incidents a correction is made for
 
 
 def healed(session, model: str) -> list[tuple[Candidate, Incident]]:
@@ -43,6 +45,7 @@ def healed(session, model: str) -> list[tuple[Candidate, Incident]]:
                 Incident.model == model,
                 Incident.status == "open",
                 Incident.candidate_id == cand.id,
+                col(Incident.kind).in_(QUALITY),
             )
         ).first()
         if still_open is None:
