@@ -52,6 +52,7 @@ def segment_passes_through(workdir, trained, broker, seed: int, after: int):
         store_traffic(engine, registry, 300, NORMAL, seed=seed + 2 + n)
         daemon.check_model(MODEL)
     daemon.notifier.drain()
+    daemon.presence.leave()  # the next daemon takes the model's lease at once
     daemon.engine.dispose()
     return config, engine, registry, cand
 
@@ -127,6 +128,8 @@ def test_approve_refuses_a_candidate_worse_on_fresh_rows_unless_forced(workdir, 
     sent = [json.loads(line) for line in (config.parent / "alerts.jsonl").read_text().splitlines()]
     (alert,) = [a for a in sent if a["alert"] == "approval_refused"]
     assert alert["fresh"]["significantly_worse"] and alert["fresh"]["rows"] >= 250
+    daemon.presence.leave()
+    daemon.engine.dispose()
 
     forced = warden_approve(config, cand.id, "--force")
     out = forced.stdout + forced.stderr
@@ -135,7 +138,9 @@ def test_approve_refuses_a_candidate_worse_on_fresh_rows_unless_forced(workdir, 
     (event,) = events(engine, "approval_forced")
     assert event.actor == "operator" and event.subject == cand.id and event.detail["forced"]
     assert event.detail["fresh"]["significantly_worse"]
+    daemon = Daemon(config)
     daemon.approvals.apply()  # the forced approval goes through
     assert registry.active(MODEL) == cand.version
+    assert [(e.subject, e.actor) for e in events(engine, "swapped")] == [(cand.id, "config")]
     daemon.notifier.drain()
     daemon.engine.dispose()
