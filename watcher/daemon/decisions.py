@@ -12,12 +12,14 @@ forced the approval (`warden approve --force`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from correctors.settings import CorrectionConfig
 from correctors.swap import await_approval, swap
-from correctors.validation.fresh import WorseOnFreshRows
+from correctors.validation.fresh import FreshProof, WorseOnFreshRows
 from storage.db import session_scope
 from storage.tables import Candidate, Incident
 from watcher.alerts.message import build_alert
@@ -39,10 +41,23 @@ def needs_person(verdict: dict | None) -> list[dict]:
     return [r for r in rules if isinstance(r, dict) and r.get("status") == NEEDS_PERSON]
 
 
-def person_reason(asks: list[dict]) -> dict:
-    """`why` and `figures` for the alert of a candidate whose verdict asks for a person."""
-    why = "the gate asks for a person: " + "; ".join(str(r.get("message")) for r in asks)
-    return {"why": why, "figures": [r.get("figures") for r in asks]}
+@dataclass(frozen=True)
+class Hold:
+    """Why a validated candidate waits for a person, and the figures that say so."""
+
+    why: str
+    figures: list[Any]
+
+    @classmethod
+    def asked(cls, asks: list[dict]) -> Hold:
+        """The verdict's rules that ask for a person."""
+        why = "the gate asks for a person: " + "; ".join(str(r.get("message")) for r in asks)
+        return cls(why, [r.get("figures") for r in asks])
+
+    @classmethod
+    def fresh(cls, proof: FreshProof) -> Hold:
+        """Worse than the champion on the rows labelled since the cut-off."""
+        return cls("worse than the champion on fresh rows: " + proof.sentence(), [proof.to_dict()])
 
 
 class Decisions:
@@ -70,41 +85,32 @@ class Decisions:
             self.auto(name, cand, incident)
         else:
             asks = needs_person(cand.verdict)
-            self.park(name, cand, incident, **({} if not asks else person_reason(asks)))
+            self.park(name, cand, incident, Hold.asked(asks) if asks else None)
 
     def auto(self, name: str, cand: Candidate, incident: Incident) -> None:
         """Approval mode auto: swap, unless the verdict needs a person or the fresh rows say
         the candidate is worse (then it awaits approval, and the alert says why)."""
         asks = needs_person(cand.verdict)
         if asks:
-            self.park(name, cand, incident, **person_reason(asks))
+            self.park(name, cand, incident, Hold.asked(asks))
             return
         try:
             self.swap(cand.id, actor="daemon")
         except WorseOnFreshRows as exc:
-            why = "worse than the champion on fresh rows: " + exc.proof.sentence()
-            self.park(name, cand, incident, why=why, figures=[exc.proof.to_dict()])
+            self.park(name, cand, incident, Hold.fresh(exc.proof))
 
-    def park(
-        self,
-        name: str,
-        cand: Candidate,
-        incident: Incident,
-        *,
-        why: str | None = None,
-        figures: list | None = None,
-    ) -> None:
-        """The candidate awaits an operator's approval; the alert says why when a person is
-        needed in auto mode."""
+    def park(self, name: str, cand: Candidate, incident: Incident, hold: Hold | None) -> None:
+        """The candidate awaits an operator's approval; the alert says why when the daemon
+        holds it for a person (`hold`)."""
         await_approval(self.ctx.engine, cand.id)
         next_action = (
             f'add "{cand.id}" to models.{name}.approval.approved in '
             f"{self.ctx.config_path} to swap it in"
         )
-        extra = {} if why is None else {"why": why, "why_figures": figures or []}
-        if why is not None:
-            next_action = f"a person decides ({why}); {next_action}"
-            log.warning("awaiting_a_person", model=name, candidate=cand.id, why=why)
+        extra = {} if hold is None else {"why": hold.why, "why_figures": hold.figures}
+        if hold is not None:
+            next_action = f"a person decides ({hold.why}); {next_action}"
+            log.warning("awaiting_a_person", model=name, candidate=cand.id, why=hold.why)
         self.ctx.send_alert(
             self._alert("awaiting_approval", name, cand, incident, next_action, **extra)
         )
