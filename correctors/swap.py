@@ -1,20 +1,24 @@
 """Approval, swap, rejection and rollback: registry pointer + candidate status + audit event.
 
-Only `validated` or `awaiting_approval` candidates can go live. The registry's ACTIVE pointer is
+Only `validated` or `awaiting_approval` candidates can go live; a `withdrawn` one (its
+incident healed by itself) never can. The registry's ACTIVE pointer is
 written atomically before the database records it, so serving never points at a missing model.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from storage.audit import record_event
 from storage.db import session_scope
 from storage.registry import ModelRegistry, RegistryError
-from storage.tables import Candidate, CandidateStatus, Incident, utcnow
+from storage.tables import Candidate, CandidateStatus, Event, Incident, utcnow
 
 APPROVABLE = (CandidateStatus.VALIDATED.value, CandidateStatus.AWAITING_APPROVAL.value)
+# not yet swapped: what a healed incident's candidates can be withdrawn from
+WITHDRAWABLE = (CandidateStatus.TRAINING.value, *APPROVABLE)
+WITHDRAWN_EVENT = "candidate_withdrawn"
 
 
 class SwapRefused(RuntimeError):
@@ -100,6 +104,40 @@ def reject(engine: Engine, candidate_id: str, *, actor: str, reason: str) -> Can
             reasons=[reason],
         )
     return cand
+
+
+def withdraw(engine: Engine, candidate_id: str, *, reason: str, incident_id: int | None) -> bool:
+    """The incident a candidate was made for resolved by itself: the candidate can no longer
+    be approved. False when it had left WITHDRAWABLE meanwhile (nothing changed)."""
+    with session_scope(engine) as session:
+        cand = _get(session, candidate_id)
+        if cand.status not in WITHDRAWABLE:
+            return False
+        previous = cand.status
+        cand.status, cand.updated_at = CandidateStatus.WITHDRAWN.value, utcnow()
+        session.add(cand)
+        record_event(
+            session,
+            WITHDRAWN_EVENT,
+            actor="daemon",
+            model=cand.model,
+            subject=candidate_id,
+            reason=reason,
+            incident_id=incident_id,
+            previous_status=previous,
+        )
+    return True
+
+
+def withdrawal_reason(engine: Engine, candidate_id: str) -> str | None:
+    """Why a candidate was withdrawn (its event's reason), or None."""
+    with session_scope(engine) as session:
+        event = session.exec(
+            select(Event)
+            .where(Event.kind == WITHDRAWN_EVENT, Event.subject == candidate_id)
+            .order_by(col(Event.id).desc())
+        ).first()
+        return None if event is None else str(event.detail.get("reason", ""))
 
 
 def rollback(engine: Engine, registry: ModelRegistry, model: str, *, actor: str) -> tuple[str, str]:

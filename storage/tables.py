@@ -17,8 +17,9 @@ def utcnow() -> datetime:
 
 class CandidateStatus(StrEnum):
     """Where a candidate stands: `training → validated | rejected | failed → awaiting_approval →
-    active → retired`, `rolled_back` from active. The values are the strings stored in
-    `candidates.status`, so rows written before the enum read back unchanged."""
+    active → retired`, `rolled_back` from active, `withdrawn` from training, validated or
+    awaiting_approval when the incident it was made for resolved by itself. The values are the
+    strings stored in `candidates.status`, so rows written before the enum read back unchanged."""
 
     TRAINING = "training"
     VALIDATED = "validated"
@@ -28,6 +29,7 @@ class CandidateStatus(StrEnum):
     ACTIVE = "active"
     RETIRED = "retired"
     ROLLED_BACK = "rolled_back"
+    WITHDRAWN = "withdrawn"
 
 
 class Prediction(SQLModel, table=True):

@@ -296,20 +296,31 @@ def _with_rules(engine, rows: list[dict]) -> list[dict]:
 def approve(
     candidate_id: str = typer.Argument(..., help="Candidate id, e.g. credit-v2."),
     config: Path = ConfigOption,
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Approve even when the candidate is significantly worse than the champion on the "
+        "rows labelled since it was trained (recorded with the operator as actor).",
+    ),
 ) -> None:
-    """Approve a validated candidate: writes its id into the config file's approved list
-    (the same edit an operator makes by hand); the running daemon swaps it in."""
+    """Approve a validated candidate: shows champion and candidate on the rows labelled since
+    its training cut-off, refuses one that has become significantly worse (unless --force),
+    then writes its id into the config file's approved list (the same edit an operator makes
+    by hand); the running daemon swaps it in."""
     from correctors.swap import SwapRefused
     from watcher.config import ConfigError
-    from watcher.daemon.approvals import approve_in_config
+    from watcher.daemon.approvals import approve as approve_candidate
 
     cfg = _load(config)
     try:
-        added = approve_in_config(config, _engine(cfg), candidate_id)
+        done = approve_candidate(config, _engine(cfg), candidate_id, force=force)
     except (SwapRefused, ConfigError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from exc
-    verb = "approved" if added else "already approved"
+    console.print(done.proof.sentence())
+    verb = "approved" if done.added else "already approved"
+    if done.forced:
+        verb += " (forced over the fresh rows: recorded)"
     console.print(f"{verb}: {candidate_id} (in {config}); the daemon swaps it in")
 
 

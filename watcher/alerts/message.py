@@ -31,6 +31,8 @@ class AlertKind(StrEnum):
     CORRECTION_FAILED = "correction_failed"
     CANDIDATE_REJECTED = "candidate_rejected"
     AWAITING_APPROVAL = "awaiting_approval"
+    CANDIDATE_WITHDRAWN = "candidate_withdrawn"  # its incident resolved by itself
+    APPROVAL_REFUSED = "approval_refused"  # worse on fresh rows than the champion
     SWAPPED = "swapped"
     ROLLED_BACK = "rolled_back"
     UNDECODABLE_BATCH = "undecodable_batch"

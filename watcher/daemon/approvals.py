@@ -3,7 +3,12 @@
 `warden approve ID` takes the same path as an operator's edit: it writes the id into
 `models.MODEL.approval.approved` of the config file (comments and layout kept, by tomlkit),
 checks the result still validates, and replaces the file atomically; the running daemon
-notices the change and swaps. `warden reject ID` records the rejection in the store and takes
+notices the change and swaps. Before it writes, it scores champion and candidate on the rows
+labelled since the candidate's cut-off (`correctors.validation.fresh`) and refuses a candidate
+that has become significantly worse; `--force` writes anyway and records that (an
+`approval_forced` event, actor operator, with the figures), and the daemon honours a forced
+approval that it would otherwise refuse. A withdrawn candidate is refused with the reason of its
+withdrawal. `warden reject ID` records the rejection in the store and takes
 the id out of the approved list if it is there.
 """
 
@@ -11,15 +16,33 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import tomlkit
 from sqlalchemy import Engine
+from sqlmodel import select
 
-from correctors.swap import APPROVABLE, SwapRefused, reject
+from correctors.swap import APPROVABLE, SwapRefused, reject, withdrawal_reason
+from correctors.validation.fresh import FreshProof, WorseOnFreshRows, prove_on_fresh_rows
+from storage.audit import record_event
 from storage.db import session_scope
-from storage.tables import Candidate
-from watcher.config import ConfigError, load_config
+from storage.registry import ModelRegistry
+from storage.tables import Candidate, CandidateStatus, Event
+from watcher.config import ConfigError, ModelConfig, load_config
+
+FORCED_EVENT = "approval_forced"
+
+
+@dataclass(frozen=True)
+class Approval:
+    """What `warden approve` did: the id written (or already there), the fresh-row figures,
+    and whether a refusal was overridden."""
+
+    candidate_id: str
+    added: bool
+    proof: FreshProof
+    forced: bool
 
 
 def candidate(engine: Engine, candidate_id: str) -> Candidate:
@@ -31,13 +54,84 @@ def candidate(engine: Engine, candidate_id: str) -> Candidate:
         return found
 
 
-def approve_in_config(config: Path, engine: Engine, candidate_id: str) -> bool:
-    """Add `candidate_id` to its model's approved list; False if it was already there."""
+def approvable(engine: Engine, candidate_id: str, proof: FreshProof | None = None) -> Candidate:
+    """The candidate, if its status allows an approval; otherwise SwapRefused saying why (with
+    the fresh-row figures, when given)."""
     cand = candidate(engine, candidate_id)
+    figures = "" if proof is None else f" ({proof.sentence()})"
+    if cand.status == CandidateStatus.WITHDRAWN:
+        why = withdrawal_reason(engine, candidate_id) or "its incident resolved by itself"
+        raise SwapRefused(
+            f"{candidate_id} is withdrawn and can no longer be approved: {why}{figures}"
+        )
     if cand.status not in APPROVABLE:
         raise SwapRefused(
-            f"{candidate_id} is {cand.status}: only validated candidates can be approved"
+            f"{candidate_id} is {cand.status}: only validated candidates can be approved{figures}"
         )
+    return cand
+
+
+def fresh_proof(
+    engine: Engine, registry: ModelRegistry, cand: Candidate, model: ModelConfig
+) -> FreshProof:
+    """Champion and candidate on the rows labelled since the candidate's cut-off."""
+    settings = model.correction
+    return prove_on_fresh_rows(
+        engine,
+        registry,
+        cand.model,
+        cand.version,
+        alpha=settings.paired_alpha,
+        max_rows=settings.max_rows,
+    )
+
+
+def approve(config: Path, engine: Engine, candidate_id: str, *, force: bool = False) -> Approval:
+    """`warden approve`: refuse a withdrawn candidate, or (unless forced) one significantly
+    worse on fresh rows; otherwise write its id into the config's approved list."""
+    cand = candidate(engine, candidate_id)
+    if cand.status not in (*APPROVABLE, CandidateStatus.WITHDRAWN.value):
+        approvable(engine, candidate_id)  # refuses, saying why
+    cfg = load_config(config)
+    model = cfg.models.get(cand.model)
+    if model is None:
+        raise ConfigError(f"{config}: models.{cand.model} is not in this config file")
+    proof = fresh_proof(engine, ModelRegistry(cfg.storage.registry), cand, model)
+    approvable(engine, candidate_id, proof)
+    forced = force and proof.significantly_worse
+    if proof.significantly_worse and not force:
+        raise WorseOnFreshRows(candidate_id, proof)
+    added = approve_in_config(config, engine, candidate_id)
+    if forced:
+        record_forced(engine, cand, proof)
+    return Approval(candidate_id, added, proof, forced)
+
+
+def record_forced(engine: Engine, cand: Candidate, proof: FreshProof) -> None:
+    with session_scope(engine) as session:
+        record_event(
+            session,
+            FORCED_EVENT,
+            actor="operator",
+            model=cand.model,
+            subject=cand.id,
+            forced=True,
+            fresh=proof.to_dict(),
+            summary=proof.sentence(),
+        )
+
+
+def was_forced(engine: Engine, candidate_id: str) -> bool:
+    """An operator approved this candidate with `--force` (the daemon then swaps it even
+    when the fresh rows say it is worse)."""
+    with session_scope(engine) as session:
+        query = select(Event).where(Event.kind == FORCED_EVENT, Event.subject == candidate_id)
+        return session.exec(query).first() is not None
+
+
+def approve_in_config(config: Path, engine: Engine, candidate_id: str) -> bool:
+    """Add `candidate_id` to its model's approved list; False if it was already there."""
+    cand = approvable(engine, candidate_id)
     doc = tomlkit.parse(config.read_text(encoding="utf-8"))
     models = doc.get("models", {})
     if cand.model not in models:

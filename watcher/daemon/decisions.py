@@ -1,24 +1,63 @@
 """What follows a trained candidate: a rejected one is reported (with what comes next), a
-validated one is swapped in (approval mode auto) or awaits an operator's approval."""
+validated one is swapped in (approval mode auto) or awaits an operator's approval.
+
+In auto mode a validated candidate still awaits a person when its verdict says it needs one
+(`needs_person`: a gate rule passed but asks for a person, e.g. a large loss on the full
+reference while much of it was excluded), or when it is significantly worse than the champion
+on the rows labelled since its training cut-off (`correctors.validation.fresh`); the alert
+says why, with the figures. Every swap makes that fresh-row proof first, unless an operator
+forced the approval (`warden approve --force`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from correctors.settings import CorrectionConfig
 from correctors.swap import await_approval, swap
+from correctors.validation.fresh import FreshProof, WorseOnFreshRows
 from storage.db import session_scope
 from storage.tables import Candidate, Incident
 from watcher.alerts.message import build_alert
 from watcher.config import ModelConfig
+from watcher.daemon.approvals import fresh_proof, was_forced
 from watcher.daemon.attempts import plan
 from watcher.daemon.context import DaemonContext
 
 log = structlog.get_logger("warden.daemon")
 # decide(model name, model config, candidate, incident, labelled rows since the change)
 Decide = Callable[[str, ModelConfig, Candidate, Incident, int], None]
+NEEDS_PERSON = "needs_person"
+
+
+def needs_person(verdict: dict | None) -> list[dict]:
+    """The rule results of a stored verdict that passed but ask for a person (local reading
+    of the gate's `needs_person` status: rules whose status is "needs_person")."""
+    rules = (verdict or {}).get("rules", [])
+    return [r for r in rules if isinstance(r, dict) and r.get("status") == NEEDS_PERSON]
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why a validated candidate waits for a person, and the figures that say so."""
+
+    why: str
+    figures: list[Any]
+
+    @classmethod
+    def asked(cls, asks: list[dict]) -> Hold:
+        """The verdict's rules that ask for a person."""
+        why = "the gate asks for a person: " + "; ".join(str(r.get("message")) for r in asks)
+        return cls(why, [r.get("figures") for r in asks])
+
+    @classmethod
+    def fresh(cls, proof: FreshProof) -> Hold:
+        """Worse than the champion on the rows labelled since the cut-off."""
+        return cls("worse than the champion on fresh rows: " + proof.sentence(), [proof.to_dict()])
 
 
 class Decisions:
@@ -43,14 +82,38 @@ class Decisions:
                 )
             )
         elif model.approval.mode == "auto":
-            self.swap(cand.id, actor="daemon")
+            self.auto(name, cand, incident)
         else:
-            await_approval(self.ctx.engine, cand.id)
-            next_action = (
-                f'add "{cand.id}" to models.{name}.approval.approved in '
-                f"{self.ctx.config_path} to swap it in"
-            )
-            self.ctx.send_alert(self._alert("awaiting_approval", name, cand, incident, next_action))
+            asks = needs_person(cand.verdict)
+            self.park(name, cand, incident, Hold.asked(asks) if asks else None)
+
+    def auto(self, name: str, cand: Candidate, incident: Incident) -> None:
+        """Approval mode auto: swap, unless the verdict needs a person or the fresh rows say
+        the candidate is worse (then it awaits approval, and the alert says why)."""
+        asks = needs_person(cand.verdict)
+        if asks:
+            self.park(name, cand, incident, Hold.asked(asks))
+            return
+        try:
+            self.swap(cand.id, actor="daemon")
+        except WorseOnFreshRows as exc:
+            self.park(name, cand, incident, Hold.fresh(exc.proof))
+
+    def park(self, name: str, cand: Candidate, incident: Incident, hold: Hold | None) -> None:
+        """The candidate awaits an operator's approval; the alert says why when the daemon
+        holds it for a person (`hold`)."""
+        await_approval(self.ctx.engine, cand.id)
+        next_action = (
+            f'add "{cand.id}" to models.{name}.approval.approved in '
+            f"{self.ctx.config_path} to swap it in"
+        )
+        extra = {} if hold is None else {"why": hold.why, "why_figures": hold.figures}
+        if hold is not None:
+            next_action = f"a person decides ({hold.why}); {next_action}"
+            log.warning("awaiting_a_person", model=name, candidate=cand.id, why=hold.why)
+        self.ctx.send_alert(
+            self._alert("awaiting_approval", name, cand, incident, next_action, **extra)
+        )
 
     @staticmethod
     def _alert(
@@ -81,12 +144,19 @@ class Decisions:
         return f"attempt {due.attempt} of {settings.max_attempts} at the next round"
 
     def swap(self, candidate_id: str, *, actor: str) -> None:
-        """Swap a validated candidate in (the daemon, or an approval in the config)."""
+        """Swap a validated candidate in (the daemon, or an approval in the config), once the
+        rows labelled since its cut-off do not say it is worse (WorseOnFreshRows otherwise),
+        unless an operator forced its approval."""
         ctx = self.ctx
         with session_scope(ctx.engine) as session:
             found = session.get(Candidate, candidate_id)
-            model_name = found.model if found is not None else None
-        model = ctx.config().models.get(model_name) if model_name is not None else None
+            if found is not None:
+                session.expunge(found)
+        model = ctx.config().models.get(found.model) if found is not None else None
+        if found is not None and model is not None and not was_forced(ctx.engine, found.id):
+            proof = fresh_proof(ctx.engine, ctx.registry, found, model)
+            if proof.significantly_worse:
+                raise WorseOnFreshRows(candidate_id, proof)
         watch = model.approval.watch_checks if model is not None else 0
         cand = swap(ctx.engine, ctx.registry, candidate_id, actor=actor, watch_checks=watch)
         log.info("swapped", model=cand.model, candidate=cand.id, version=cand.version, actor=actor)

@@ -1,6 +1,7 @@
 """Check rounds: one APScheduler job per model and schedule (kinds sharing a schedule run in one
 round), missed runs coalesced after downtime, and the round itself: checks → incidents →
-alerts → post-swap watch → maybe a correction. Rounds of one model never overlap."""
+alerts → post-swap watch → withdrawals of healed incidents' candidates → maybe a correction.
+Rounds of one model never overlap."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from watcher.pages.sources import Sources
 log = structlog.get_logger("warden.daemon")
 OnIncident = Callable[[str, ModelConfig, IncidentChange], None]  # alert an opened incident
 AfterRound = Callable[[str, ModelConfig], None]  # e.g. maybe correct
+Healed = Callable[[str, ModelConfig], None]  # withdraw the candidates of healed incidents
 
 
 class CheckRounds:
@@ -43,9 +45,10 @@ class CheckRounds:
         sources: Sources,
         on_incident: OnIncident,
         after_round: AfterRound,
+        on_healed: Healed | None = None,
     ) -> None:
         self.ctx, self.scheduler, self.metrics, self.sources = ctx, scheduler, metrics, sources
-        self.on_incident, self.after_round = on_incident, after_round
+        self.on_incident, self.after_round, self.on_healed = on_incident, after_round, on_healed
         self.checkers: dict[str, ModelChecker] = {}
         self._model_locks: dict[str, threading.Lock] = {}
         self._schedules = self._current_schedules(ctx.config())
@@ -138,6 +141,8 @@ class CheckRounds:
                         self.on_incident(name, model, change)
                     elif change.reopened:
                         log.info("incident_reopened_quietly", model=name, id=change.incident.id)
+                if self.on_healed is not None:
+                    self.on_healed(name, model)
                 publish_pages(self.sources, name)  # incident pages, in the alerts' words
                 self.after_round(name, model)
             except Exception:  # noqa: BLE001 - a failing round must not kill the schedule

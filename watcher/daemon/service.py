@@ -3,11 +3,11 @@
 Each job lives in its own module: the intake thread (`intake_thread`), leases and heartbeats
 (`presence`), check rounds (`rounds`), alerts (`notifier`), corrections (`corrections`),
 refinements (`refinement`), what follows a candidate (`decisions`), the post-swap watch
-(`post_swap`), config reloads (`reload`) and approvals (`config_approvals`). They share a
-`DaemonContext` and are handed the collaborators they call; this module builds and wires them,
-and no job imports it. `Daemon.run()` is
-what `warden run` (systemd, containers) calls: it blocks until SIGTERM or SIGINT, then
-finishes the batch in hand, commits, stops the scheduler and exits cleanly.
+(`post_swap`), withdrawals of healed incidents' candidates (`withdrawals`), config reloads
+(`reload`) and approvals (`config_approvals`). They share a `DaemonContext` and are handed the
+collaborators they call; this module builds and wires them, and no job imports it.
+`Daemon.run()` is what `warden run` (systemd, containers) calls: it blocks until SIGTERM or
+SIGINT, then finishes the batch in hand, commits, stops the scheduler and exits cleanly.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from watcher.daemon.refinement import Refinement
 from watcher.daemon.reload import ConfigReloader
 from watcher.daemon.rounds import CheckRounds
 from watcher.daemon.status import status_document
+from watcher.daemon.withdrawals import Withdrawals
 from watcher.intake.consumer import Ingestor
 from watcher.kafka.clients import ensure_topics, make_producer
 from watcher.pages.sources import Sources
@@ -104,6 +105,7 @@ class Daemon:
             waiting_action=self.corrections.waiting_action,
         )
         self.incident_alerts = IncidentNotifier(ctx, next_action=self.corrections.next_action)
+        self.withdrawals = Withdrawals(ctx)
         self.rounds = CheckRounds(
             ctx,
             scheduler=self.scheduler,
@@ -111,6 +113,7 @@ class Daemon:
             sources=self.sources,
             on_incident=self.incident_alerts.incident,
             after_round=self.corrections.maybe_correct,
+            on_healed=self.withdrawals.withdraw_healed,
         )
         self.approvals = ConfigApprovals(ctx, swap=self.decisions.swap)
         self.reloader = ConfigReloader(

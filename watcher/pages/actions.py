@@ -57,6 +57,11 @@ def candidate_action(cand: Candidate, model: ModelConfig | None, config_path: Pa
         )
     if cand.status == "rolled_back":
         return NextAction(f"nothing: {cand.id} was rolled back; the previous version serves")
+    if cand.status == "withdrawn":
+        return NextAction(
+            f"nothing: {cand.id} was withdrawn (its incident resolved by itself); "
+            "the champion keeps serving"
+        )
     return NextAction(f"{cand.id} is {cand.status}")
 
 

@@ -26,6 +26,7 @@ MARKERS = {
     "candidate_validated": ("candidate validated", BLUE, "triangle-up"),
     "candidate_rejected": ("candidate rejected", GREY, "triangle-down"),
     "candidate_failed": ("candidate failed", GREY, "triangle-down-open"),
+    "candidate_withdrawn": ("candidate withdrawn", GREY, "triangle-left-open"),
     "awaiting_approval": ("awaiting approval", AMBER, "hourglass"),
     "swapped": ("swap", "#6a1b9a", "star"),
     "rolled_back": ("rollback", AMBER, "star-open"),
