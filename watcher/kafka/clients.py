@@ -16,8 +16,8 @@ from watcher.config import SSL_FILE_KEYS, ConfigError, KafkaConfig
 def client_security(cfg: KafkaConfig) -> dict[str, Any]:
     """The kafka-python security keyword arguments for `cfg`, given to every client built here
     (consumer, producer, admin). PLAINTEXT adds nothing but the (default) protocol. The SASL
-    password is read from the variable `kafka.sasl_password_env` names (never from the file); ConfigError names the key when it is
-    unset or a TLS file is missing."""
+    password is read from the variable `kafka.sasl_password_env` names (never from the file);
+    ConfigError names the key when it is unset or a TLS file is missing."""
     kwargs: dict[str, Any] = {"security_protocol": cfg.security_protocol}
     for key in SSL_FILE_KEYS:
         path = getattr(cfg, key)
