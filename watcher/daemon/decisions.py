@@ -35,8 +35,9 @@ NEEDS_PERSON = "needs_person"
 
 
 def needs_person(verdict: dict | None) -> list[dict]:
-    """The rule results of a stored verdict that passed but ask for a person (local reading
-    of the gate's `needs_person` status: rules whose status is "needs_person")."""
+    """The rule results of a stored verdict that passed but ask for a person (rules whose
+    status is "needs_person"). No gate rule sets that status yet: the full-reference rule of
+    the region guard (issue 20) will; until then this returns [] for every stored verdict."""
     rules = (verdict or {}).get("rules", [])
     return [r for r in rules if isinstance(r, dict) and r.get("status") == NEEDS_PERSON]
 
