@@ -45,6 +45,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
 
 from storage.engine import connect
 
@@ -146,6 +147,19 @@ def _engine(url_or_engine: str | Engine) -> tuple[Engine, bool]:
     return connect(url_or_engine), True
 
 
+def _sqlite_locked(exc: BaseException) -> bool:
+    """SQLite answers "database is locked" at once, without its busy timeout, when several
+    connections switch a new file to WAL or open it at the same moment (daemons starting
+    together): worth another try, unlike any other error."""
+    return isinstance(exc, sa.exc.OperationalError) and "database is locked" in str(exc)
+
+
+@retry(
+    retry=retry_if_exception(_sqlite_locked),
+    stop=stop_after_attempt(5),
+    wait=wait_random(0.1, 0.5),
+    reraise=True,
+)
 def upgrade(url_or_engine: str | Engine, revision: str = "head") -> str:
     """Migrate the database to `revision` (default: head) and return the revision it is at.
 
