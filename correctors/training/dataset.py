@@ -110,7 +110,7 @@ def prepare(
 
     Training rows: the flagged recent rows (the target), the other recent training rows as
     anchors (they mark where the old boundary still holds: training on flagged rows alone lost
-    ~4 points of reference accuracy outside the shifted region in our runs, with anchors ~2;
+    ~4 points of reference accuracy outside the changed region in our runs, with anchors ~2;
     lr 1e-3 and 3 replay rows per flagged row brought it to ±1 over five seeds),
     and `replay_ratio` replayed reference rows per flagged row, none from the regions where
     recent labels differ (`correctors.validation.regions`, on the recent training rows).

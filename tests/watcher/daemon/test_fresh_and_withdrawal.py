@@ -62,7 +62,8 @@ def test_a_verdict_that_needs_a_person_waits_even_in_auto_mode(workdir, trained)
     }
     with Session(engine) as session:
         row = session.get(Candidate, cand.id)
-        row.verdict = {**row.verdict, "rules": [*row.verdict["rules"], asks]}
+        kept = [r for r in row.verdict["rules"] if r["status"] != "needs_person"]
+        row.verdict = {**row.verdict, "rules": [*kept, asks]}
         session.add(row)
         session.commit()
         session.refresh(row)
