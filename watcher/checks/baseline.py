@@ -19,7 +19,7 @@ from storage.registry import ModelRegistry
 from watcher.checks.calibration import Calibration, NormalRange, calibrate
 from watcher.checks.drift import DriftResult, run_drift
 from watcher.checks.fast_drift import fast_drift, fast_methods
-from watcher.checks.groups import direct_gaps
+from watcher.checks.figures_calibration import calibrate_figures_fast
 from watcher.checks.outcome import (
     GROUP_PREFIX,
     Baseline,
@@ -247,20 +247,20 @@ def calibrate_drift(base: Baseline, cfg: ModelConfig, chunk_rows: int) -> Calibr
 def calibrate_figures(
     base: Baseline, cfg: ModelConfig, classes: list[str], chunk_rows: int
 ) -> Calibration:
-    """Normal ranges of the quality figures and group gaps (numpy: milliseconds)."""
+    """Normal ranges of the quality figures and group gaps: `direct_quality` and `direct_gaps`
+    on 200 chunks, as matrix products (figures_calibration.py; milliseconds to a second)."""
     checks = cfg.checks
     attributes = [c for c in base.frame if c.startswith(GROUP_PREFIX)]
-    return calibrate(
-        base.frame,
+    return calibrate_figures_fast(
+        base.frame[["target", "prediction", *attributes]],
         chunk_rows,
-        rounds=max(checks.calibration_rounds, PROFILE_ROUNDS),  # cheap: more rounds, tighter
+        task=cfg.task,
+        classes=classes,
+        attributes=attributes,
+        min_group_rows=checks.min_group_rows,
+        rounds=max(checks.calibration_rounds, PROFILE_ROUNDS),
         sigmas=checks.calibration_sigmas,
         contiguous=base.ordered,
-        quality=lambda chunk: direct_quality(chunk, cfg.task, classes),
-        group_gaps=lambda chunk: {
-            a: {g: v["value"] for g, v in direct_gaps(chunk, a, cfg, classes).items()}
-            for a in attributes
-        },
     )
 
 
