@@ -78,16 +78,19 @@ class DriftCheck:
             : checks.max_flagged_ids
         ]
         numeric, categorical = drift_columns(cfg)
-        report = drift_page_report(
-            current,
-            base.frame,
-            numeric,
-            categorical,
-            verdict.columns,
-            order=[*verdict.drifted, "prediction"],
-            method=checks.drift_method,
-            threshold=checks.drift_threshold,
-        )
+
+        def report():
+            return drift_page_report(
+                current,
+                base.frame,
+                numeric,
+                categorical,
+                verdict.columns,
+                order=[*verdict.drifted, "prediction"],
+                method=checks.drift_method,
+                threshold=checks.drift_threshold,
+            )
+
         outcome.report_path = context.keep_page(report, outcome, base.source, note=PAGE_NOTE)
 
 

@@ -82,9 +82,9 @@ class ErrorCheck:
         outcome.flagged_ids = rows.loc[found.errors | in_slices, "prediction_id"].tolist()[
             : cfg.checks.max_flagged_ids
         ]
-        report = quality_page_report(rows, base.frame, cfg.task, reference.classes, found.bound)
+        classes = reference.classes
         outcome.report_path = context.keep_page(
-            report,
+            lambda: quality_page_report(rows, base.frame, cfg.task, classes, found.bound),
             outcome,
             base.source,
             note=f"Current = this window's labelled rows, reference = {base.source} scored by "
