@@ -43,7 +43,7 @@ def numeric_drift(
     cur = finite_sorted(values)
     if not len(cur) or not len(ref.values):
         return None
-    name = choose(method, True, len(ref.values), numeric_unique_count(ref, cur))
+    name = choose(method, True, ref.n, numeric_unique_count(ref, cur))
     return _column(name, numeric_score(name, ref, cur), method, threshold)
 
 

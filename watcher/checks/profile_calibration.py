@@ -105,7 +105,7 @@ def numeric_rounds(plan: Plan, profile_numeric: dict[str, NumericRef], method: s
         if chunk < 1 or n - chunk < 2:
             continue
         masks = usable(plan.rng.random((plan.random, n)) < chunk / n)
-        names = {c: choose(method, True, n - chunk, len(profile_numeric[c].uniques)) for c in cols}
+        names = {c: rest_method(profile_numeric[c], plan, method) for c in cols}
         scores = {c: _numeric_scores(names[c], profile_numeric[c], masks) for c in cols}
         shared = [c for c in cols if names[c] == "wasserstein"]
         if shared:
@@ -113,10 +113,16 @@ def numeric_rounds(plan: Plan, profile_numeric: dict[str, NumericRef], method: s
             for c, found in zip(shared, wasserstein_rounds(masks, values).T, strict=True):
                 scores[c] = list(found)
         for col in cols:
-            if len(plan.starts) and plan.frame is not None:
+            if len(plan.starts) and plan.frame is not None and profile_numeric[col].sketch is None:
                 runs = usable(plan.row_masks()[:, sorted_order(plan.frame[col], n)])
                 scores[col] += _numeric_scores(names[col], profile_numeric[col], runs, True)
             _record(plan, col, names[col], scores[col])
+
+
+def rest_method(ref: NumericRef, plan: Plan, method: str | None) -> str:
+    """The method a chunk-vs-rest comparison gets (the rest is the reference)."""
+    rest = ref.n - round(plan.chunk * ref.n / plan.rows)
+    return choose(method, True, rest, len(ref.uniques))
 
 
 def usable(masks: np.ndarray) -> np.ndarray:

@@ -48,17 +48,28 @@ SMALL_REFERENCE = 1000  # Evidently: reference rows up to this → p-value tests
 
 @dataclass(frozen=True)
 class NumericRef:
-    """A numeric column of the reference: its finite values sorted, their std and uniques."""
+    """A numeric column of the reference: its finite values sorted, their std and uniques.
+
+    A sketched column (more rows than a profile keeps exactly, see profile.py) holds `GRID`
+    quantiles of its KLL sketch as `values`, its true row count in `rows`, the exact std
+    (from mergeable moments) and the serialized sketch."""
 
     values: np.ndarray
     std: float = field(default=float("nan"))
     uniques: np.ndarray = field(default_factory=lambda: np.empty(0))
+    rows: int = -1  # the reference's finite rows when `values` is a sketch's quantile grid
+    sketch: bytes | None = None
 
     @classmethod
     def of(cls, sorted_values: np.ndarray) -> NumericRef:
         values = np.asarray(sorted_values, dtype=float)
         uniques = values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
         return cls(values, float(np.std(values)) if len(values) else 0.0, uniques)
+
+    @property
+    def n(self) -> int:
+        """The reference's finite rows (what Evidently's rule and the K-S p-value count)."""
+        return self.rows if self.rows >= 0 else len(self.values)
 
 
 @dataclass(frozen=True)
@@ -155,11 +166,13 @@ def count_in(sorted_values: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return sorted_values.searchsorted(keys, "right") - sorted_values.searchsorted(keys, "left")
 
 
-def sturges_counts(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sturges_counts(
+    ref: np.ndarray, cur: np.ndarray, ref_rows: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """np.histogram of each over `np.histogram_bin_edges(ref + cur, "sturges")`, from the
     sorted arrays: the same edges and the same half-open bins (the last one closed)."""
     first, last = min(ref[0], cur[0]), max(ref[-1], cur[-1])
-    size = ref.size + cur.size
+    size = (ref.size if ref_rows is None else ref_rows) + cur.size
     width = (last - first) / (np.log2(size) + 1.0)
     if first == last:
         first, last = first - 0.5, last + 0.5
@@ -180,7 +193,7 @@ def numeric_counts(
     """Counts per bin (`get_binned_data`: sturges bins when the reference has > 20 unique
     values and `histogram`) or per unique value (then the keys too)."""
     if histogram and len(ref.uniques) > 20:
-        r, c = sturges_counts(ref.values, cur)
+        r, c = sturges_counts(ref.values, cur, ref.n)
         return r, c, None
     keys = union_unique(ref, cur)
     return count_in(ref.values, keys), count_in(cur, keys), keys
@@ -190,6 +203,9 @@ def numeric_score(method: str, ref: NumericRef, cur: np.ndarray) -> float:
     """`method`'s statistic of the sorted finite current values against the reference."""
     if method == "wasserstein":
         return wasserstein_sorted(ref.values, cur) / max(ref.std, 0.001)
+    if method == "ks" and ref.sketch is not None:  # D against the grid, p for the true n
+        d = float(stats.ks_2samp(ref.values, cur)[0])
+        return float(stats.kstwo.sf(d, round(ref.n * cur.size / (ref.n + cur.size))))
     if method == "ks":
         return float(stats.ks_2samp(ref.values, cur)[1])
     r, c, keys = numeric_counts(ref, cur, histogram=method in ("jensenshannon", "psi"))
