@@ -202,7 +202,8 @@ def group_quality(
     regression: mae. Groups under `min_rows` are reported with `judged: False`."""
     out: dict[str, dict[str, float]] = {}
     values = frame[attribute].dropna()
-    for value, part in frame.loc[values.index].groupby(values.astype(str), sort=True):
+    needed = frame.loc[values.index, ["target", "prediction"]]  # all the figures read
+    for value, part in needed.groupby(values.astype(str), sort=True):
         figures: dict[str, Any] = {"rows": len(part), "judged": len(part) >= min_rows}
         got = numpy_quality(part, task, classes, per_group=True).figures
         if task == "regression":
