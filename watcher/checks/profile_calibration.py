@@ -35,6 +35,7 @@ from watcher.checks.stattests import (
 )
 
 BATCH_CELLS = 4_000_000  # rounds × positions per matrix (32 MB of float64)
+CAL_GRID = 20_000  # order statistics a large column's random chunks are drawn from
 
 
 @dataclass
@@ -104,19 +105,35 @@ def numeric_rounds(plan: Plan, profile_numeric: dict[str, NumericRef], method: s
         chunk = round(plan.chunk * n / plan.rows)
         if chunk < 1 or n - chunk < 2:
             continue
-        masks = usable(plan.rng.random((plan.random, n)) < chunk / n)
         names = {c: rest_method(profile_numeric[c], plan, method) for c in cols}
-        scores = {c: _numeric_scores(names[c], profile_numeric[c], masks) for c in cols}
         shared = [c for c in cols if names[c] == "wasserstein"]
+        others = [c for c in cols if names[c] != "wasserstein"]
+        masks = usable(plan.rng.random((plan.random, n)) < chunk / n) if others else None
+        scores = {c: _numeric_scores(names[c], profile_numeric[c], masks) for c in others}
         if shared:
             values = np.column_stack([profile_numeric[c].values for c in shared])
-            for c, found in zip(shared, wasserstein_rounds(masks, values).T, strict=True):
-                scores[c] = list(found)
+            found = random_wasserstein(plan, values, chunk / n)
+            scores.update({c: list(f) for c, f in zip(shared, found.T, strict=True)})
         for col in cols:
             if len(plan.starts) and plan.frame is not None and profile_numeric[col].sketch is None:
                 runs = usable(plan.row_masks()[:, sorted_order(plan.frame[col], n)])
                 scores[col] += _numeric_scores(names[col], profile_numeric[col], runs, True)
             _record(plan, col, names[col], scores[col])
+
+
+def random_wasserstein(plan: Plan, values: np.ndarray, share: float) -> np.ndarray:
+    """Random chunks' normed Wasserstein distances (rounds × columns). Above 2 × CAL_GRID
+    values, on CAL_GRID evenly spaced order statistics, scaled by √(CAL_GRID / n): √n_eff · W
+    (n_eff = m(n − m)/n) tends to one distribution whatever n (a Brownian-bridge functional),
+    so a chunk of the same share of a smaller sample of the same quantiles has its spread
+    times √(n / CAL_GRID). tests/watcher/checks/test_profile.py compares it with the exact."""
+    n = values.shape[0]
+    if n <= 2 * CAL_GRID:
+        return wasserstein_rounds(usable(plan.rng.random((plan.random, n)) < share), values)
+    grid = values[np.linspace(0, n - 1, CAL_GRID).round().astype(int)]
+    found = wasserstein_rounds(usable(plan.rng.random((plan.random, CAL_GRID)) < share), grid)
+    norms = np.maximum(grid.std(axis=0), 0.001) / np.maximum(values.std(axis=0), 0.001)
+    return found * norms * np.sqrt(CAL_GRID / n)
 
 
 def rest_method(ref: NumericRef, plan: Plan, method: str | None) -> str:
@@ -132,9 +149,11 @@ def usable(masks: np.ndarray) -> np.ndarray:
 
 
 def _numeric_scores(
-    name: str, ref: NumericRef, masks: np.ndarray, wasserstein: bool = False
+    name: str, ref: NumericRef, masks: np.ndarray | None, wasserstein: bool = False
 ) -> list[float]:
     """One column's figure per chunk; Wasserstein only when asked (it is done in bulk)."""
+    if masks is None:
+        return []
     if name == "wasserstein":
         return list(wasserstein_rounds(masks, ref.values[:, None])[:, 0]) if wasserstein else []
     values = ref.values

@@ -62,6 +62,21 @@ def test_bootstrap_wasserstein_equals_scipy_on_every_chunk():
     np.testing.assert_allclose(got, expected, rtol=1e-4)
 
 
+def test_large_columns_calibrate_on_a_grid_like_the_exact_bootstrap(monkeypatch):
+    """Above 2 × CAL_GRID values the random chunks come from a grid of order statistics,
+    scaled by √(grid / n): the same mean (10 %) and spread (25 %: 200 rounds' own noise in
+    a standard deviation is ~5 %, and two draws' highs differ by ~15 % between seeds)."""
+    import watcher.checks.profile_calibration as pc
+
+    ref = reference(60_000, seed=8)
+    profile = fit_profile(ref, ["x"], [])
+    grid = calibrate_profile(profile, 20_000, rounds=200, sigmas=3).columns["x"]
+    monkeypatch.setattr(pc, "CAL_GRID", 10**9)
+    exact = calibrate_profile(profile, 20_000, rounds=200, sigmas=3).columns["x"]
+    assert grid.mean == pytest.approx(exact.mean, rel=0.1)
+    assert grid.std == pytest.approx(exact.std, rel=0.25)
+
+
 @pytest.mark.parametrize("contiguous", [False, True])
 def test_calibration_holds_reference_chunks_and_flags_a_shift(contiguous):
     ref = reference(20_000, seed=3)
