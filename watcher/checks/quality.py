@@ -124,16 +124,19 @@ def _ratio(num: float, den: float) -> float:
     return float(num / den) if den else 0.0  # sklearn's zero_division (0, with a warning)
 
 
-def _by_class(target: np.ndarray, pred: np.ndarray, labels: list[str]) -> dict[str, dict]:
-    """Precision, recall and F1 of every label, as sklearn (and so Evidently) computes them."""
+def _by_class(t_codes: np.ndarray, p_codes: np.ndarray, labels: list[str]) -> dict[str, dict]:
+    """Precision, recall and F1 of every label, as sklearn (and so Evidently) computes them,
+    from label codes (counts, not a string comparison per label)."""
+    k = len(labels)
+    tp = np.bincount(t_codes[t_codes == p_codes], minlength=k).astype(float)
+    actual = np.bincount(t_codes, minlength=k).astype(float)
+    said = np.bincount(p_codes, minlength=k).astype(float)
     out: dict[str, dict[str, float]] = {"precision": {}, "recall": {}, "f1": {}}
-    for label in labels:
-        actual, said = target == label, pred == label
-        tp = float(np.count_nonzero(actual & said))
-        fp, fn = float(np.count_nonzero(said)) - tp, float(np.count_nonzero(actual)) - tp
-        out["precision"][label] = _ratio(tp, tp + fp)
-        out["recall"][label] = _ratio(tp, tp + fn)
-        out["f1"][label] = _ratio(2 * tp, 2 * tp + fp + fn)
+    for i, label in enumerate(labels):
+        fp, fn = said[i] - tp[i], actual[i] - tp[i]
+        out["precision"][label] = _ratio(tp[i], tp[i] + fp)
+        out["recall"][label] = _ratio(tp[i], tp[i] + fn)
+        out["f1"][label] = _ratio(2 * tp[i], 2 * tp[i] + fp + fn)
     return out
 
 
@@ -152,12 +155,15 @@ def numpy_quality(
             figures["rmse"] = float(np.sqrt((err**2).mean()))
             figures["r2"] = 1.0 - float((err**2).sum()) / ss_tot if ss_tot else 0.0
         return QualityResult(figures, None)
-    labels = sorted(set(target) | set(pred))
+    codes, uniques = pd.factorize(np.concatenate([target, pred]), sort=True)
+    labels = [str(u) for u in uniques]
+    t_codes, p_codes = codes[: len(target)], codes[len(target) :]
     positive = classes[-1] if classes else None
-    per_class = _by_class(target, pred, labels)
+    per_class = _by_class(t_codes, p_codes, labels)
+    chosen = labels.index(positive) if positive in labels else -2
     figures = {
-        "accuracy": float((target == pred).mean()),
-        "selection_rate": float((pred == positive).mean()),
+        "accuracy": float((t_codes == p_codes).mean()),
+        "selection_rate": float((p_codes == chosen).mean()),
     }
     for name in ("precision", "recall", "f1"):
         values = per_class[name]
