@@ -19,6 +19,7 @@ from typing import Any
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ONNX_FILE, WEIGHTS_FILE, CARD_FILE = "model.onnx", "weights.pt", "card.json"
+PROFILE_JSON, PROFILE_ARRAYS = "profile.json", "profile.npz"  # the reference profile
 
 
 class RegistryError(RuntimeError):
@@ -31,6 +32,21 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write-to-temp + fsync + rename: a reader sees the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -98,6 +114,22 @@ class ModelRegistry:
 
     def weights_path(self, model: str, version: str) -> Path:
         return self._inside(self.version_dir(model, version) / WEIGHTS_FILE)
+
+    # -- the reference profile (watcher/checks/profile.py writes and reads its content) -------
+    def write_profile(self, model: str, version: str, meta: dict[str, Any], arrays: bytes) -> None:
+        """Beside the version's card: the arrays (.npz) first, then the JSON that names them,
+        so a reader never takes a new JSON with old arrays (the JSON's token says which)."""
+        vdir = self.version_dir(model, version)
+        atomic_write_bytes(self._inside(vdir / PROFILE_ARRAYS), arrays)
+        atomic_write_text(self._inside(vdir / PROFILE_JSON), json.dumps(meta, default=str))
+
+    def read_profile(self, model: str, version: str) -> tuple[dict[str, Any], Path] | None:
+        """The profile's JSON and the path of its arrays; None where none was written."""
+        vdir = self.version_dir(model, version)
+        meta, arrays = self._inside(vdir / PROFILE_JSON), self._inside(vdir / PROFILE_ARRAYS)
+        if not (meta.is_file() and arrays.is_file()):
+            return None
+        return json.loads(meta.read_text(encoding="utf-8")), arrays
 
     def _model_file(self, model: str, name: str) -> Path:
         return self._inside(self.model_dir(model) / name)

@@ -26,6 +26,7 @@ from storage.tables import CheckRun, Incident, Prediction
 from tests.support.helpers import setup_model
 from tests.watcher.alerts.test_alerts import Receiver
 from watcher.checks.checker import ModelChecker
+from watcher.checks.evidently_page import wait_for_pages
 from watcher.checks.incidents import record_outcomes
 from watcher.daemon.service import Daemon, wait_for
 from watcher.demo.credit import COVARIATE_ONLY, NORMAL, Shift, generate, prediction_messages
@@ -217,6 +218,7 @@ def assert_complete_evidently_report(path: str, must_mention: list[str]) -> None
     """A whole, self-contained Evidently report (no headless browser on these machines): the
     document, Evidently's bundled renderer, the data it renders and the call that draws it
     into its root element, all in one file that opens offline."""
+    wait_for_pages()  # drawn off the check's critical path, as the daemon waits before pages
     with open(path, encoding="utf-8") as handle:
         html = handle.read()
     assert html.lstrip().lower().startswith("<!doctype html")

@@ -9,23 +9,37 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
+import structlog
 from sqlalchemy import Engine
 
 from correctors.models.champion import load_reference
 from correctors.models.runtime import OnnxModel
 from storage.queries import recent_window
+from storage.registry import ModelRegistry
 from watcher.checks.calibration import Calibration, NormalRange, calibrate
-from watcher.checks.drift import run_drift
-from watcher.checks.groups import direct_gaps
+from watcher.checks.drift import DriftResult, run_drift
+from watcher.checks.fast_drift import fast_drift, fast_methods
+from watcher.checks.figures_calibration import calibrate_figures_fast
 from watcher.checks.outcome import (
     GROUP_PREFIX,
     Baseline,
     reference_group_columns,
     with_group_columns,
 )
+from watcher.checks.profile import (
+    ReferenceProfile,
+    fingerprint,
+    fit_profile,
+    load_profile,
+    save_profile,
+)
+from watcher.checks.profile_calibration import calibrate_profile
 from watcher.checks.quality import HEADLINE, LOWER_IS_BETTER, direct_quality
 from watcher.checks.slices import bin_edges
 from watcher.config import ModelConfig
+
+log = structlog.get_logger("warden.detection")
+PROFILE_ROUNDS = 200  # bootstrap rounds per figure from the profile (seconds, not minutes)
 
 ORDER_COLUMNS = {"ts", "timestamp", "time", "date"}  # a reference with one is ordered
 
@@ -136,10 +150,81 @@ def drift_columns(cfg: ModelConfig) -> tuple[list[str], list[str]]:
     return list(cfg.numeric_features), [*cfg.categorical_features, "prediction"]
 
 
-def calibrate_drift(base: Baseline, cfg: ModelConfig, chunk_rows: int) -> Calibration:
-    """Normal ranges of every column's drift magnitude (Evidently on every chunk: seconds)."""
+def version_profile(
+    registry: ModelRegistry, name: str, version: str, base: Baseline, cfg: ModelConfig
+) -> ReferenceProfile:
+    """The version's reference profile: loaded from the registry when it was fitted on these
+    very reference rows, else fitted now and stored beside the card."""
+    numeric, categorical = drift_columns(cfg)
+    expected = fingerprint(base.frame, [*numeric, *categorical])
+    found = load_profile(registry, name, version, expected)
+    if found is not None:
+        return found
+    found = fit_profile(
+        base.frame,
+        numeric,
+        categorical,
+        source=base.source,
+        quality=base.quality,
+        edges=base.edges,
+        known_fingerprint=expected,
+    )
+    keep_profile(registry, name, version, found)
+    return found
+
+
+def keep_profile(
+    registry: ModelRegistry, name: str, version: str, profile: ReferenceProfile
+) -> None:
+    """Store the profile; a registry that cannot be written costs a refit later, no check."""
+    try:
+        save_profile(registry, name, version, profile)
+    except OSError as exc:
+        log.warning("profile not stored", model=name, version=version, error=str(exc))
+
+
+def uses_fast_path(base: Baseline, cfg: ModelConfig) -> bool:
+    """Drift from the profile (numpy), or Evidently for a method the fast path lacks."""
+    method = cfg.checks.drift_method
+    return base.profile is not None and (method is None or method in fast_methods())
+
+
+def column_drift(current: pd.DataFrame, base: Baseline, cfg: ModelConfig) -> DriftResult:
+    """Every drift column of `current` against the baseline, Evidently's figures."""
     checks = cfg.checks
     numeric, categorical = drift_columns(cfg)
+    method, threshold = checks.drift_method, checks.drift_threshold
+    if uses_fast_path(base, cfg):
+        return fast_drift(
+            base.profile, current, numeric, categorical, method=method, threshold=threshold
+        )
+    return run_drift(current, base.frame, numeric, categorical, method=method, threshold=threshold)
+
+
+def calibration_key(part: str, bucket: int, base: Baseline, cfg: ModelConfig) -> str:
+    """What a stored calibration depends on, besides the reference itself."""
+    checks = cfg.checks
+    return (
+        f"{part}:{bucket}:{checks.calibration_rounds}:{checks.calibration_sigmas}:"
+        f"{base.ordered}:{checks.drift_method}:{checks.drift_threshold}"
+    )
+
+
+def calibrate_drift(base: Baseline, cfg: ModelConfig, chunk_rows: int) -> Calibration:
+    """Normal ranges of every column's drift magnitude: ≥ 200 bootstrap rounds from the
+    profile (numpy: seconds), or Evidently on every chunk for a method the fast path lacks."""
+    checks = cfg.checks
+    numeric, categorical = drift_columns(cfg)
+    if uses_fast_path(base, cfg):
+        return calibrate_profile(
+            base.profile,
+            chunk_rows,
+            rounds=max(checks.calibration_rounds, PROFILE_ROUNDS),
+            sigmas=checks.calibration_sigmas,
+            method=checks.drift_method,
+            frame=base.frame,
+            contiguous=base.ordered,
+        )
     return calibrate(
         base.frame,
         chunk_rows,
@@ -162,20 +247,20 @@ def calibrate_drift(base: Baseline, cfg: ModelConfig, chunk_rows: int) -> Calibr
 def calibrate_figures(
     base: Baseline, cfg: ModelConfig, classes: list[str], chunk_rows: int
 ) -> Calibration:
-    """Normal ranges of the quality figures and group gaps (numpy: milliseconds)."""
+    """Normal ranges of the quality figures and group gaps: `direct_quality` and `direct_gaps`
+    on 200 chunks, as matrix products (figures_calibration.py; milliseconds to a second)."""
     checks = cfg.checks
     attributes = [c for c in base.frame if c.startswith(GROUP_PREFIX)]
-    return calibrate(
-        base.frame,
+    return calibrate_figures_fast(
+        base.frame[["target", "prediction", *attributes]],
         chunk_rows,
-        rounds=max(checks.calibration_rounds, 100),  # cheap: more rounds, tighter
+        task=cfg.task,
+        classes=classes,
+        attributes=attributes,
+        min_group_rows=checks.min_group_rows,
+        rounds=max(checks.calibration_rounds, PROFILE_ROUNDS),
         sigmas=checks.calibration_sigmas,
         contiguous=base.ordered,
-        quality=lambda chunk: direct_quality(chunk, cfg.task, classes),
-        group_gaps=lambda chunk: {
-            a: {g: v["value"] for g, v in direct_gaps(chunk, a, cfg, classes).items()}
-            for a in attributes
-        },
     )
 
 

@@ -66,9 +66,9 @@ class BiasCheck:
         outcome.flagged_ids = rows.loc[in_group & errors, "prediction_id"].tolist()[
             : cfg.checks.max_flagged_ids
         ]
-        snapshot = group_page_report(cfg.task, reference.classes, rows, in_group)
+        classes = reference.classes
         outcome.report_path = context.keep_page(
-            snapshot,
+            lambda: group_page_report(cfg.task, classes, rows, in_group),
             outcome,
             f"the other groups of {column} in this window",
             note=f"Current = {column} = {worst['disadvantaged']} (the disadvantaged group), "

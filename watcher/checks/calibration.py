@@ -39,6 +39,14 @@ class NormalRange:
     def as_dict(self) -> dict:
         return {"mean": self.mean, "std": self.std, "low": self.low, "high": self.high}
 
+    def stored(self) -> list[float]:
+        return [self.mean, self.std, self.low, self.high, self.samples]
+
+    @classmethod
+    def from_stored(cls, values: list[float]) -> NormalRange:
+        mean, std, low, high, samples = values
+        return cls(float(mean), float(std), float(low), float(high), int(samples))
+
 
 def normal_range(
     values: list[float], sigmas: float, inflate: float = 1.0, floor_std: float = 1e-9
@@ -75,6 +83,33 @@ class Calibration:
             "chunks": self.chunks,
             "seconds": round(self.seconds, 2),
         }
+
+    def as_dict(self) -> dict:
+        """Everything, for the stored profile (JSON)."""
+        return {
+            **self.summary(),
+            "seconds": self.seconds,
+            "columns": {c: r.stored() for c, r in self.columns.items()},
+            "methods": self.methods,
+            "quality": {q: r.stored() for q, r in self.quality.items()},
+            "gaps": {a: {g: r.stored() for g, r in f.items()} for a, f in self.gaps.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Calibration:
+        return cls(
+            chunk_rows=int(data["chunk_rows"]),
+            rounds=int(data["rounds"]),
+            chunks=data["chunks"],
+            columns={c: NormalRange.from_stored(r) for c, r in data["columns"].items()},
+            methods=dict(data["methods"]),
+            quality={q: NormalRange.from_stored(r) for q, r in data["quality"].items()},
+            gaps={
+                a: {g: NormalRange.from_stored(r) for g, r in f.items()}
+                for a, f in data["gaps"].items()
+            },
+            seconds=float(data["seconds"]),
+        )
 
 
 DriftFn = Callable[[pd.DataFrame, pd.DataFrame], dict]  # chunk, rest → {column: ColumnDrift}

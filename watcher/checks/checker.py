@@ -23,7 +23,14 @@ from sqlalchemy import Engine
 from correctors.models.runtime import OnnxModel
 from storage.queries import recent_window
 from storage.registry import ModelRegistry
-from watcher.checks.baseline import calibrate_drift, calibrate_figures, load_baseline
+from watcher.checks.baseline import (
+    calibrate_drift,
+    calibrate_figures,
+    calibration_key,
+    keep_profile,
+    load_baseline,
+    version_profile,
+)
 from watcher.checks.calibration import Calibration, size_bucket
 from watcher.checks.outcome import KINDS, Baseline, CheckOutcome, with_group_columns
 from watcher.checks.protocol import CalibrationPart, CheckContext, VersionReference
@@ -58,10 +65,12 @@ class ModelChecker:
         )
 
     def baseline(self, cfg: ModelConfig, version: str) -> Baseline:
-        """Reference side for this version, computed once (see `baseline.load_baseline`)."""
+        """Reference side for this version, computed once (see `baseline.load_baseline`), with
+        its reference profile (loaded from the registry, or fitted and stored there)."""
         if version not in self._baselines:
             card = self.registry.card(self.name, version)
             base = load_baseline(self.engine, self.name, cfg, card, self.serving_model(version))
+            base.profile = version_profile(self.registry, self.name, version, base, cfg)
             self._baselines = {version: base}
         return self._baselines[version]
 
@@ -77,13 +86,27 @@ class ModelChecker:
             return None
         key = (part, size_bucket(rows))
         if key not in base.calibrations:
-            if part == "drift":
-                found = calibrate_drift(base, cfg, key[1])
-            else:
-                found = calibrate_figures(base, cfg, self.serving_model(version).classes, key[1])
-            log.info("calibrated", model=self.name, version=version, part=part, **found.summary())
-            base.calibrations[key] = found
+            base.calibrations[key] = self._calibrate(cfg, version, base, part, key[1])
         return base.calibrations[key]
+
+    def _calibrate(
+        self, cfg: ModelConfig, version: str, base: Baseline, part: CalibrationPart, bucket: int
+    ) -> Calibration:
+        """From the profile's store when it holds this calibration, else computed and kept
+        there, so that the next daemon (or a restart) loads it."""
+        stored = calibration_key(part, bucket, base, cfg)
+        profile = base.profile
+        if profile is not None and stored in profile.calibrations:
+            return profile.calibrations[stored]
+        if part == "drift":
+            found = calibrate_drift(base, cfg, bucket)
+        else:
+            found = calibrate_figures(base, cfg, self.serving_model(version).classes, bucket)
+        log.info("calibrated", model=self.name, version=version, part=part, **found.summary())
+        if profile is not None:
+            profile.calibrations[stored] = found
+            keep_profile(self.registry, self.name, version, profile)
+        return found
 
     def reference(self, cfg: ModelConfig, version: str) -> VersionReference:
         """The reference side of `version` as checks see it, loaded on first use."""

@@ -17,17 +17,25 @@ class ColumnDrift:
     method: str
     magnitude: float  # -log10(p) for p-value methods, the distance otherwise
     evidently_drifted: bool  # Evidently's verdict at the method's threshold
+    stattest: str = ""  # Evidently's stattest name where the fast path computed it
 
 
 @dataclass
 class DriftResult:
     columns: dict[str, ColumnDrift]
     share: float  # Evidently's share of drifted columns (its own thresholds)
-    snapshot: Any  # the Evidently snapshot, for the HTML report
+    snapshot: Any  # the Evidently snapshot (None from the fast path)
+
+
+# Evidently's stattests whose score is a p-value (by name, when one is configured)
+P_VALUE_METHODS = {
+    *("ks", "chisquare", "z", "fisher_exact", "g_test", "mannw", "t_test"),
+    *("cramer_von_mises", "anderson", "es", "empirical_mmd", "TVD"),
+}
 
 
 def magnitude(score: float, method: str) -> float:
-    if "p_value" in method:
+    if "p_value" in method or method in P_VALUE_METHODS:
         return -math.log10(max(score, 1e-300))
     return score
 

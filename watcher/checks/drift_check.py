@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from watcher.checks.baseline import drift_columns, quality_bound
+from watcher.checks.baseline import column_drift, drift_columns, quality_bound
 from watcher.checks.calibration import Calibration
-from watcher.checks.drift import DriftResult, evidently_datasets, run_drift
+from watcher.checks.drift import P_VALUE_METHODS, DriftResult, evidently_datasets
+from watcher.checks.fast_drift import page_method, register_with_evidently
 from watcher.checks.outcome import CheckKind, CheckOutcome, labelled, seq_range
 from watcher.checks.protocol import CheckContext, VersionReference
 from watcher.checks.quality import HEADLINE, LOWER_IS_BETTER, direct_quality
@@ -50,15 +51,7 @@ class DriftCheck:
             return outcome.skip(f"window has {len(window)} rows < min_rows {checks.min_rows}")
         base = reference.baseline
         current = drift_frame(window, cfg)
-        numeric, categorical = drift_columns(cfg)
-        result = run_drift(
-            current,
-            base.frame,
-            numeric,
-            categorical,
-            method=checks.drift_method,
-            threshold=checks.drift_threshold,
-        )
+        result = column_drift(current, base, cfg)
         cal = reference.calibration(len(window), "drift")
         verdict = judge_drift(result, cal, cfg)
         outcome.passed = verdict.passed
@@ -85,16 +78,19 @@ class DriftCheck:
             : checks.max_flagged_ids
         ]
         numeric, categorical = drift_columns(cfg)
-        report = drift_page_report(
-            current,
-            base.frame,
-            numeric,
-            categorical,
-            verdict.columns,
-            order=[*verdict.drifted, "prediction"],
-            method=checks.drift_method,
-            threshold=checks.drift_threshold,
-        )
+
+        def report():
+            return drift_page_report(
+                current,
+                base.frame,
+                numeric,
+                categorical,
+                verdict.columns,
+                order=[*verdict.drifted, "prediction"],
+                method=checks.drift_method,
+                threshold=checks.drift_threshold,
+            )
+
         outcome.report_path = context.keep_page(report, outcome, base.source, note=PAGE_NOTE)
 
 
@@ -122,6 +118,7 @@ def column_figures(result: DriftResult, cal: Calibration | None) -> dict[str, di
         columns[col] = {
             "score": found.score,
             "method": found.method,
+            "stattest": found.stattest,
             "magnitude": found.magnitude,
             "drifted": bool(drifted),
             "normal_high": high,
@@ -215,7 +212,8 @@ def evidently_threshold(figures: dict, default: float | None) -> float | None:
     high = figures.get("normal_high")
     if high is None:
         return default
-    return 10.0 ** (-high) if "p_value" in figures.get("method", "") else high
+    method = figures.get("method", "")
+    return 10.0 ** (-high) if "p_value" in method or method in P_VALUE_METHODS else high
 
 
 def drift_page_report(
@@ -231,15 +229,21 @@ def drift_page_report(
 ):
     """One Evidently `ValueDrift` per column (drifted ones first), each at warden's threshold,
     so every "drift detected / not detected" on the page is warden's verdict; no preset
-    headline (its share is a rule warden does not use)."""
+    headline (its share is a rule warden does not use). A column the fast path judged is drawn
+    with the same implementation, registered with Evidently (`fast_drift`)."""
     from evidently import Report
     from evidently.metrics import ValueDrift
 
+    register_with_evidently()
     names = [*numeric, *categorical]
     ranked = [c for c in order if c in names] + [c for c in names if c not in order]
     metrics = []
     for col in ranked:
-        options = {"method": method, "threshold": evidently_threshold(columns[col], threshold)}
+        figures = columns.get(col, {})
+        options = {
+            "method": page_method(figures) or method,
+            "threshold": evidently_threshold(figures, threshold),
+        }
         metrics.append(ValueDrift(column=col, **{k: v for k, v in options.items() if v}))
     return Report(metrics, include_tests=True).run(
         *evidently_datasets(current, reference, numeric, categorical)

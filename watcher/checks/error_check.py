@@ -18,7 +18,7 @@ from watcher.checks.outcome import (
     labelled_outcome,
 )
 from watcher.checks.protocol import CheckContext, VersionReference
-from watcher.checks.quality import HEADLINE, LOWER_IS_BETTER, evidently_quality
+from watcher.checks.quality import HEADLINE, LOWER_IS_BETTER, numpy_quality
 from watcher.checks.slices import ErrorSlice, find_error_slices
 from watcher.config import ModelConfig
 
@@ -82,9 +82,9 @@ class ErrorCheck:
         outcome.flagged_ids = rows.loc[found.errors | in_slices, "prediction_id"].tolist()[
             : cfg.checks.max_flagged_ids
         ]
-        report = quality_page_report(rows, base.frame, cfg.task, reference.classes, found.bound)
+        classes = reference.classes
         outcome.report_path = context.keep_page(
-            report,
+            lambda: quality_page_report(rows, base.frame, cfg.task, classes, found.bound),
             outcome,
             base.source,
             note=f"Current = this window's labelled rows, reference = {base.source} scored by "
@@ -94,9 +94,10 @@ class ErrorCheck:
 
 
 def measure(rows: pd.DataFrame, reference: VersionReference, cfg: ModelConfig) -> Measured:
-    """Quality with Evidently, its bound, the misclassified (or far-off) rows and their slices."""
+    """Quality (Evidently's figures, in numpy), its bound, the misclassified (or far-off) rows
+    and their slices."""
     checks, base = cfg.checks, reference.baseline
-    result = evidently_quality(rows, cfg.task, reference.classes)
+    result = numpy_quality(rows, cfg.task, reference.classes)
     headline = HEADLINE[cfg.task]
     value = float(result.figures[headline])
     bound = quality_bound(cfg, base, reference.calibration(len(rows)))

@@ -9,11 +9,25 @@ the metrics (and their thresholds) and this module only adds the verdict and dro
 
 from __future__ import annotations
 
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from watcher.checks.outcome import CheckOutcome
+
+log = structlog.get_logger("warden.detection")
+# Pages are drawn off the checks' critical path: one worker (Evidently is not thread-safe
+# between reports), and whoever publishes or reads them waits with `wait_for_pages`.
+_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidently-page")
+_PENDING: list[Future] = []
+_LOCK = threading.Lock()
 
 
 def verdict_markdown(
@@ -61,7 +75,8 @@ def _without_repeats(widgets: list[Any]) -> list[Any]:
 
 
 def save_page(snapshot: Any, path: Path, header: str) -> Path:
-    """Write `snapshot` as one self-contained Evidently page, `header` (markdown) on top."""
+    """Write `snapshot` as one self-contained Evidently page, `header` (markdown) on top;
+    through a temporary file, so a reader never sees half a page."""
     from evidently.core.metric_types import render_widgets
     from evidently.legacy.renderers.html_widgets import group_widget, text_widget
 
@@ -70,12 +85,32 @@ def save_page(snapshot: Any, path: Path, header: str) -> Path:
         group_widget(title="", widgets=_without_repeats(list(snapshot._widgets))),
         *snapshot._tests_widgets,
     ]
-    path.write_text(render_widgets(widgets, as_iframe=False), encoding="utf-8")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(render_widgets(widgets, as_iframe=False))
+    os.replace(tmp, path)
     return path
 
 
+def _draw(build: Callable[[], Any], path: Path, header: str) -> None:
+    try:
+        save_page(build(), path, header)
+    except Exception:  # noqa: BLE001 - a page that cannot be drawn must not stop the next
+        log.exception("evidently_page_failed", path=str(path))
+
+
+def wait_for_pages(timeout: float | None = None) -> None:
+    """Block until every page asked for so far is written (or failed, which is logged)."""
+    with _LOCK:
+        pending = list(_PENDING)
+    for future in pending:
+        future.result(timeout)
+    with _LOCK:
+        _PENDING[:] = [f for f in _PENDING if not f.done()]
+
+
 def keep_page(
-    snapshot: Any,
+    build: Callable[[], Any],
     directory: Path,
     model: str,
     outcome: CheckOutcome,
@@ -83,7 +118,9 @@ def keep_page(
     note: str = "",
 ) -> Path:
     """Keep a failing check's Evidently page in `directory`, warden's verdict (the alert's
-    words) on top; named by time and kind so that pages never overwrite each other."""
+    words) on top; named by time and kind so that pages never overwrite each other. `build`
+    makes the Evidently snapshot: it runs on the page worker, after the check has returned;
+    the path is known at once (the file appears when `wait_for_pages` returns)."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     start, end = outcome.seq_range
@@ -98,4 +135,7 @@ def keep_page(
         reference=reference,
         note=note,
     )
-    return save_page(snapshot, directory / f"{stamp}-{outcome.kind}.html", header)
+    path = directory / f"{stamp}-{outcome.kind}.html"
+    with _LOCK:
+        _PENDING.append(_WORKER.submit(_draw, build, path, header))
+    return path

@@ -50,7 +50,8 @@ def gap_p_value(
     from scipy.stats import norm, ttest_ind
 
     groups = frame[column].astype(str)
-    low, high = (frame[groups == g] for g in (figures["low_group"], figures["high_group"]))
+    needed = frame[["target", "prediction"]]  # all a gap reads: never copy the whole window
+    low, high = (needed[groups == g] for g in (figures["low_group"], figures["high_group"]))
     if task == "regression":
         errs = [
             (pd.to_numeric(p["prediction"]) - pd.to_numeric(p["target"])).abs() for p in (low, high)

@@ -63,6 +63,7 @@ class Baseline:
     edges: dict[str, np.ndarray]
     ordered: bool = False  # calibrate on contiguous chunks too (see calibration.py)
     calibrations: dict[tuple[str, int], Calibration] = field(default_factory=dict)
+    profile: Any = None  # its ReferenceProfile (profile.py): drift without the frame
 
 
 def with_group_columns(frame: pd.DataFrame) -> pd.DataFrame:

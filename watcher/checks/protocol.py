@@ -61,10 +61,11 @@ class CheckContext:
     reports: Path
 
     def keep_page(
-        self, snapshot: Any, outcome: CheckOutcome, reference: str, note: str = ""
+        self, build: Callable[[], Any], outcome: CheckOutcome, reference: str, note: str = ""
     ) -> Path:
-        """Keep a failing check's Evidently page, warden's verdict on top."""
-        return keep_page(snapshot, self.reports, self.model, outcome, reference, note)
+        """Keep a failing check's Evidently page, warden's verdict on top; `build` (the
+        Evidently report) runs off the check's critical path (`evidently_page`)."""
+        return keep_page(build, self.reports, self.model, outcome, reference, note)
 
 
 class Check(Protocol):

@@ -120,6 +120,62 @@ def evidently_quality(
     return QualityResult(_read(snapshot.dict(), positive), snapshot)
 
 
+def _ratio(num: float, den: float) -> float:
+    return float(num / den) if den else 0.0  # sklearn's zero_division (0, with a warning)
+
+
+def _by_class(t_codes: np.ndarray, p_codes: np.ndarray, labels: list[str]) -> dict[str, dict]:
+    """Precision, recall and F1 of every label, as sklearn (and so Evidently) computes them,
+    from label codes (counts, not a string comparison per label)."""
+    k = len(labels)
+    tp = np.bincount(t_codes[t_codes == p_codes], minlength=k).astype(float)
+    actual = np.bincount(t_codes, minlength=k).astype(float)
+    said = np.bincount(p_codes, minlength=k).astype(float)
+    out: dict[str, dict[str, float]] = {"precision": {}, "recall": {}, "f1": {}}
+    for i, label in enumerate(labels):
+        fp, fn = said[i] - tp[i], actual[i] - tp[i]
+        out["precision"][label] = _ratio(tp[i], tp[i] + fp)
+        out["recall"][label] = _ratio(tp[i], tp[i] + fn)
+        out["f1"][label] = _ratio(2 * tp[i], 2 * tp[i] + fp + fn)
+    return out
+
+
+def numpy_quality(
+    frame: pd.DataFrame, task: str, classes: list[str], per_group: bool = False
+) -> QualityResult:
+    """`evidently_quality`'s figures in numpy (equal to Evidently's: tested), for the checks'
+    critical path; Evidently draws the page of a failing check."""
+    data = frame_for_quality(frame, task)
+    target, pred = data["target"].to_numpy(), data["prediction"].to_numpy()
+    if task == "regression":
+        err = pred - target
+        ss_tot = float(((target - target.mean()) ** 2).sum())
+        figures: dict[str, Any] = {"mae": float(np.abs(err).mean())}
+        if not per_group:
+            figures["rmse"] = float(np.sqrt((err**2).mean()))
+            figures["r2"] = 1.0 - float((err**2).sum()) / ss_tot if ss_tot else 0.0
+        return QualityResult(figures, None)
+    codes, uniques = pd.factorize(np.concatenate([target, pred]), sort=True)
+    labels = [str(u) for u in uniques]
+    t_codes, p_codes = codes[: len(target)], codes[len(target) :]
+    positive = classes[-1] if classes else None
+    per_class = _by_class(t_codes, p_codes, labels)
+    chosen = labels.index(positive) if positive in labels else -2
+    figures = {
+        "accuracy": float((t_codes == p_codes).mean()),
+        "selection_rate": float((p_codes == chosen).mean()),
+    }
+    for name in ("precision", "recall", "f1"):
+        values = per_class[name]
+        binary = len(labels) == 2 and positive in values
+        figures[name] = values[positive] if binary else float(np.mean(list(values.values())))
+        if not per_group:
+            figures[f"{name}_by_class"] = values
+    if per_group:
+        del figures["precision"], figures["f1"]
+    return QualityResult(figures, None)
+
+
 def direct_quality(frame: pd.DataFrame, task: str, classes: list[str]) -> dict[str, float]:
     """The headline figures computed straight with numpy (no Evidently)."""
     data = frame_for_quality(frame, task)
@@ -145,15 +201,17 @@ def direct_quality(frame: pd.DataFrame, task: str, classes: list[str]) -> dict[s
 def group_quality(
     frame: pd.DataFrame, attribute: str, task: str, classes: list[str], min_rows: int
 ) -> dict[str, dict[str, float]]:
-    """Per group value of `attribute` (a column of `frame`): rows and quality, with Evidently.
+    """Per group value of `attribute` (a column of `frame`): rows and quality (Evidently's
+    figures, computed in numpy: `numpy_quality`).
 
     For classification: accuracy, tpr (recall of the positive class) and selection_rate; for
     regression: mae. Groups under `min_rows` are reported with `judged: False`."""
     out: dict[str, dict[str, float]] = {}
     values = frame[attribute].dropna()
-    for value, part in frame.loc[values.index].groupby(values.astype(str), sort=True):
+    needed = frame.loc[values.index, ["target", "prediction"]]  # all the figures read
+    for value, part in needed.groupby(values.astype(str), sort=True):
         figures: dict[str, Any] = {"rows": len(part), "judged": len(part) >= min_rows}
-        got = evidently_quality(part, task, classes, per_group=True).figures
+        got = numpy_quality(part, task, classes, per_group=True).figures
         if task == "regression":
             figures["mae"] = got["mae"]
         else:

@@ -71,22 +71,11 @@ def find_error_slices(
     if n == 0 or total == 0:
         return []
     rate = total / n
-    candidates: list[tuple[str, str, np.ndarray, float | None, float | None]] = []
-    for col in categorical:
-        values = frame[col].astype(str).to_numpy()
-        for value in np.unique(values):
-            candidates.append((col, str(value), values == value, None, None))
-    for col in numeric:
-        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
-        cuts = edges[col]
-        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
-            mask = (values >= lo) & (values < hi)
-            label = f"[{_fmt(lo)}, {_fmt(hi)})"
-            candidates.append((col, label, mask, float(lo), float(hi)))
-    tested = [c for c in candidates if c[2].sum() >= min_rows]
+    candidates = [*_categorical_counts(frame, categorical, err)]
+    candidates += _numeric_counts(frame, numeric, edges, err)
+    tested = [c for c in candidates if c[2] >= min_rows]
     found: list[ErrorSlice] = []
-    for col, value, mask, lo, hi in tested:
-        rows, errs = int(mask.sum()), int(err[mask].sum())
+    for col, value, rows, errs, lo, hi in tested:
         if errs / rows <= rate:
             continue
         p = float(binom.sf(errs - 1, rows, rate)) * len(tested)
@@ -96,6 +85,41 @@ def find_error_slices(
                 ErrorSlice(col, value, rows, errs, share, share / rate, min(p, 1.0), lo, hi)
             )
     return sorted(found, key=lambda s: (-s.lift, s.p_value))
+
+
+Candidate = tuple[str, str, int, int, float | None, float | None]  # column, value, rows, errors
+
+
+def _categorical_counts(frame: pd.DataFrame, columns: list[str], err: np.ndarray):
+    """Rows and errors of every value of every categorical column (values in sorted order),
+    by codes and counts rather than one mask per value."""
+    out: list[Candidate] = []
+    for col in columns:
+        codes, uniques = pd.factorize(frame[col].astype(str), sort=True)
+        rows = np.bincount(codes, minlength=len(uniques))
+        errs = np.bincount(codes, weights=err, minlength=len(uniques))
+        out += [
+            (col, str(v), int(r), int(e), None, None)
+            for v, r, e in zip(uniques, rows, errs, strict=True)
+        ]
+    return out
+
+
+def _numeric_counts(frame: pd.DataFrame, columns: list[str], edges: dict, err: np.ndarray):
+    """Rows and errors of every bin [lo, hi) of every numeric column (NaN in none)."""
+    out: list[Candidate] = []
+    for col in columns:
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+        cuts = np.asarray(edges[col], dtype=float)
+        bins = len(cuts) - 1
+        index = np.searchsorted(cuts, values, side="right") - 1
+        inside = (index >= 0) & (index < bins) & ~np.isnan(values)
+        rows = np.bincount(index[inside], minlength=bins)
+        errs = np.bincount(index[inside], weights=err[inside], minlength=bins)
+        for i, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+            label = f"[{_fmt(lo)}, {_fmt(hi)})"
+            out.append((col, label, int(rows[i]), int(errs[i]), float(lo), float(hi)))
+    return out
 
 
 def _fmt(x: float) -> str:

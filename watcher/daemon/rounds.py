@@ -19,6 +19,7 @@ from correctors.models.champion import bootstrap
 from storage.db import session_scope
 from storage.tables import CheckRun, utcnow
 from watcher.checks.checker import ModelChecker
+from watcher.checks.evidently_page import wait_for_pages
 from watcher.checks.incidents import IncidentChange, record_outcomes
 from watcher.checks.outcome import KINDS, CheckOutcome
 from watcher.config import ModelConfig, WardenConfig
@@ -143,6 +144,7 @@ class CheckRounds:
                         log.info("incident_reopened_quietly", model=name, id=change.incident.id)
                 if self.on_healed is not None:
                     self.on_healed(name, model)
+                wait_for_pages()  # the Evidently pages, drawn while the alerts went out
                 publish_pages(self.sources, name)  # incident pages, in the alerts' words
                 self.after_round(name, model)
             except Exception:  # noqa: BLE001 - a failing round must not kill the schedule

@@ -29,6 +29,7 @@ from correctors.models.runtime import OnnxModel
 from correctors.zoo import mlp_classifier
 from storage.tables import Event
 from watcher import logs
+from watcher.checks.evidently_page import wait_for_pages
 from watcher.config import KafkaConfig, ModelConfig, WardenConfig
 from watcher.daemon.service import Daemon, wait_for
 from watcher.daemon.status import render_status
@@ -429,6 +430,7 @@ def _conclude(
     closed = {"incident_opened", "candidate_validated", "swapped"} <= kinds
     better = new_version != "v1" and scores[new_version] >= scores["v1"] + 0.1
     src = daemon.sources
+    wait_for_pages()  # the Evidently pages are drawn off the checks' path
     publish_pages(src, MODEL)  # the pages as the incidents ended, not one round before
     pages = "".join(f"\n  {page}" for page in page_paths(src, MODEL))
     console.print(f"incident pages (open them in a browser):{pages}", highlight=False)

@@ -8,6 +8,7 @@ from sqlmodel import Session, select
 from storage.tables import CheckRun, Incident
 from tests.support.helpers import setup_model, store_frame, store_traffic
 from watcher.checks.checker import ModelChecker
+from watcher.checks.evidently_page import wait_for_pages
 from watcher.checks.incidents import record_outcomes
 from watcher.demo.credit import COVARIATE_ONLY, NORMAL, SHIFTED, generate
 from watcher.demo.run import MODEL
@@ -39,6 +40,7 @@ def test_drifted_window_opens_one_incident_with_report(workdir, trained):
     assert set(drift.figures["drifted_columns"][:2]) == {"utilization", "income"}
     assert [c.incident.kind for c in changes if c.opened] == ["drift"]
     report = changes[0].incident.report_path
+    wait_for_pages()  # drawn off the check's critical path
     html = Path(report).read_text()
     assert report.endswith(".html") and "<html" in html and "utilization" in html
     # a second failing check updates the open incident instead of opening a duplicate

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 from storage.tables import Candidate, Incident, utcnow
 from tests.support.helpers import setup_model, store_traffic
 from watcher.checks.checker import ModelChecker
+from watcher.checks.evidently_page import wait_for_pages
 from watcher.checks.incidents import record_outcomes
 from watcher.demo.credit import NORMAL, SHIFTED
 from watcher.demo.run import MODEL
@@ -41,6 +42,7 @@ def incidents(tmp_path_factory, trained):
         store_traffic(engine, registry, 750, SHIFTED, seed=40 + i)
         outcomes = checker.run(cfg.models[MODEL])
         record_outcomes(engine, MODEL, outcomes, cfg.models[MODEL].checks)
+    wait_for_pages()  # as the daemon's round does before publishing the incident pages
     src = Sources(lambda: cfg, engine, registry, config)
     with Session(engine) as session:
         found = {i.kind: i for i in session.exec(select(Incident))}
