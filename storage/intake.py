@@ -285,7 +285,8 @@ def copy_text(rows: list[dict], now: datetime) -> str:
     them), so only its backslashes need doubling; the plain strings are checked together."""
     cache: dict = {}
     ingested = _pg_ts(now, cache)
-    encode, special, out = _JSON.encode, _COPY_SPECIAL.search, []
+    encode, special = _JSON.encode, _COPY_SPECIAL.search
+    out: list[str] = []
     add = out.append
     for r in rows:
         pid, model, version, ts, features, prediction = _REQUIRED(r)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
@@ -70,7 +71,7 @@ def recent_window(
     return _frame(rows[::-1])
 
 
-def _frame(rows: list) -> pd.DataFrame:
+def _frame(rows: Sequence) -> pd.DataFrame:
     seq, pid, version, ts, prediction, label, groups, features = zip(*rows, strict=True)
     base = pd.DataFrame(
         {

@@ -143,3 +143,13 @@ def test_a_larger_window_equal_to_the_per_row_read(db_url, rows):
         ],
     )
     assert_same_read(engine, size=rows - 100)
+
+
+def test_instants_whatever_the_session_zone(db_url):
+    if db_url.startswith("postgresql"):
+        db_url += "%20-cTimeZone%3DAsia/Kolkata"
+    engine = make_engine(db_url)
+    stored(engine, [{"a": 1.0}, {"a": 2.0}])
+    frame = assert_same_read(engine)
+    assert str(frame["ts"].dtype) == "datetime64[ns, UTC]"
+    assert frame["ts"].iloc[0] == pd.Timestamp(START + timedelta(microseconds=7))
