@@ -24,18 +24,19 @@ _DECODE = msgspec.json.Decoder()
 _READ = pa_json.ReadOptions(block_size=1 << 24)
 
 
-def features_frame(texts: Sequence[str]) -> pd.DataFrame:
+def features_frame(texts: Sequence[str] | Sequence[bytes]) -> pd.DataFrame:
     """A frame with one column per feature key (in order of first appearance) and one row
-    per text; a key a row lacks is NaN, as pandas does for a list of dicts."""
+    per JSON text (all str or all UTF-8 bytes); a key a row lacks is NaN, as pandas does for
+    a list of dicts."""
     if not texts:
         return pd.DataFrame()
     frame = _arrow_frame(texts)
     return frame if frame is not None else _dicts_frame(texts)
 
 
-def _arrow_frame(texts: Sequence[str]) -> pd.DataFrame | None:
+def _arrow_frame(texts: Sequence[str] | Sequence[bytes]) -> pd.DataFrame | None:
     """None when Arrow's frame could differ from pandas' (see the module's docstring)."""
-    payload = "\n".join(texts).encode()
+    payload = _joined(texts, "\n")
     if payload.count(b"\n") != len(texts) - 1:  # a row's JSON spans lines: rows would shift
         return None
     try:
@@ -61,13 +62,19 @@ def _same_in_pandas(column: pa.ChunkedArray) -> bool:
     return False
 
 
-def _dicts_frame(texts: Sequence[str]) -> pd.DataFrame:
+def _joined(texts: Sequence[str] | Sequence[bytes], separator: str) -> bytes:
+    if isinstance(texts[0], bytes):
+        return separator.encode().join(texts)  # type: ignore[arg-type]
+    return separator.join(texts).encode()  # type: ignore[arg-type]
+
+
+def _dicts_frame(texts: Sequence[str] | Sequence[bytes]) -> pd.DataFrame:
     """The general path: every row's dict, then pandas. The collector is paused meanwhile: a
     million new dicts would trigger it again and again for nothing (none of them is garbage)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        rows = _DECODE.decode(("[" + ",".join(texts) + "]").encode())
+        rows = _DECODE.decode(b"[" + _joined(texts, ",") + b"]")
         return pd.DataFrame.from_records(rows)
     finally:
         if enabled:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
+import numpy as np
 import pandas as pd
-from sqlalchemy import DateTime, Engine, Text, cast, select, type_coerce
+from sqlalchemy import DateTime, Engine, LargeBinary, Text, cast, select, type_coerce
 
 from storage.core import table_of
 from storage.features_frame import features_frame
@@ -49,7 +49,8 @@ def recent_window(
         t.prediction,
         t.label,
         cast(t.groups, Text),
-        cast(t.features, Text),
+        # SQLite hands the stored JSON over as bytes without decoding it; Arrow reads bytes
+        cast(t.features, LargeBinary if sqlite else Text),
     ).where(t.model == model)
     if version is not None:
         query = query.where(t.model_version == version)
@@ -65,17 +66,20 @@ def recent_window(
         query = query.where(t.ts < until)
     query = query.order_by(t.seq.desc()).limit(size)
     with engine.connect() as conn:
-        rows = conn.execute(query).all()
+        # the driver's tuples: no column here has a result processor (all are cast or plain),
+        # and a SQLAlchemy Row per row cost ~0.4 s per 200k rows
+        rows = conn.execute(query).cursor.fetchall()
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
-    return _frame(rows[::-1])
+    return _frame(np.array(rows, dtype=object)[::-1])
 
 
-def _frame(rows: Sequence) -> pd.DataFrame:
-    seq, pid, version, ts, prediction, label, groups, features = zip(*rows, strict=True)
+def _frame(rows: np.ndarray) -> pd.DataFrame:
+    """`rows`: (n, 8) object array, oldest first, in the select's column order."""
+    seq, pid, version, ts, prediction, label, groups, features = rows.T
     base = pd.DataFrame(
         {
-            "seq": pd.Series(seq, dtype="int64"),
+            "seq": pd.Series(seq.astype("int64")),
             "prediction_id": pd.Series(pid, dtype=object),
             "model_version": pd.Series(version, dtype=object),
             "ts": pd.to_datetime(pd.Series(ts, dtype=object), format="ISO8601", utc=True),
@@ -86,4 +90,4 @@ def _frame(rows: Sequence) -> pd.DataFrame:
             ),
         }
     )
-    return pd.concat([base, features_frame(features)], axis=1)
+    return pd.concat([base, features_frame(features.tolist())], axis=1)
