@@ -30,21 +30,21 @@ def features_frame(texts: Sequence[str] | Sequence[bytes]) -> pd.DataFrame:
     a list of dicts."""
     if not texts:
         return pd.DataFrame()
-    frame = _arrow_frame(texts)
+    frame = lines_frame(_joined(texts, "\n"), len(texts))
     return frame if frame is not None else _dicts_frame(texts)
 
 
-def _arrow_frame(texts: Sequence[str] | Sequence[bytes]) -> pd.DataFrame | None:
-    """None when Arrow's frame could differ from pandas' (see the module's docstring)."""
-    payload = _joined(texts, "\n")
-    if payload.count(b"\n") != len(texts) - 1:  # a row's JSON spans lines: rows would shift
+def lines_frame(payload: bytes, rows: int) -> pd.DataFrame | None:
+    """The frame of `rows` JSON objects, one per line of `payload`; None when Arrow's frame
+    could differ from pandas' (see the module's docstring): the caller then takes the dicts'
+    path."""
+    if rows == 0 or payload.count(b"\n") != rows - 1:  # a row's JSON spans lines
         return None
     try:
         table = pa_json.read_json(io.BytesIO(payload), read_options=_READ)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    del payload
-    if table.num_rows != len(texts) or table.num_columns == 0:
+    if table.num_rows != rows or table.num_columns == 0:
         return None
     if not all(_same_in_pandas(column) for column in table.columns):
         return None
