@@ -7,7 +7,7 @@ from datetime import datetime
 import msgspec
 import numpy as np
 import pandas as pd
-from sqlalchemy import DateTime, Engine, LargeBinary, Text, cast, select, type_coerce
+from sqlalchemy import Engine, LargeBinary, Text, cast, func, select
 
 from storage.core import table_of
 from storage.features_frame import features_frame
@@ -38,9 +38,14 @@ def recent_window(
     """
     t = table_of(Prediction).c
     sqlite = engine.dialect.name == "sqlite"
-    # SQLite keeps UTC wall time as text, PostgreSQL a timestamptz: both parsed below at once
-    # (read through sqlmodel's UTCDateTime, each row would be converted in Python)
-    ts = cast(t.ts, Text) if sqlite else type_coerce(t.ts, DateTime(timezone=True))
+    # both as UTC wall-time text, parsed below in one call (read through sqlmodel's
+    # UTCDateTime, each row would be converted in Python): SQLite stores that text,
+    # PostgreSQL formats it from its timestamptz, whatever the session's zone
+    ts = (
+        cast(t.ts, Text)
+        if sqlite
+        else func.to_char(func.timezone("UTC", t.ts), "YYYY-MM-DD HH24:MI:SS.US")
+    )
     query = select(
         t.seq,
         t.prediction_id,
