@@ -73,15 +73,19 @@ def recent_window(
     with engine.connect() as conn:
         # the driver's tuples: no column here has a result processor (all are cast or plain),
         # and a SQLAlchemy Row per row cost ~0.4 s per 200k rows
-        rows = conn.execute(query).cursor.fetchall()
-    if not rows:
+        fetched = conn.execute(query).cursor.fetchall()
+    if not fetched:
         return pd.DataFrame(columns=COLUMNS)
-    return _frame(np.array(rows, dtype=object)[::-1])
+    rows = np.array(fetched, dtype=object)[::-1]
+    del fetched  # the tuples; the array holds their values
+    return _frame(rows)
 
 
 def _frame(rows: np.ndarray) -> pd.DataFrame:
     """`rows`: (n, 8) object array, oldest first, in the select's column order."""
-    seq, pid, version, ts, prediction, label, groups, features = rows.T
+    texts = rows[:, 7].tolist()
+    rows[:, 7] = None  # the texts now live in `texts` only, which features_frame empties
+    seq, pid, version, ts, prediction, label, groups = rows[:, :7].T
     base = pd.DataFrame(
         {
             "seq": pd.Series(seq.astype("int64")),
@@ -95,4 +99,4 @@ def _frame(rows: np.ndarray) -> pd.DataFrame:
             ),
         }
     )
-    return pd.concat([base, features_frame(features.tolist())], axis=1)
+    return pd.concat([base, features_frame(texts)], axis=1, copy=False)

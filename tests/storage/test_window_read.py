@@ -129,7 +129,7 @@ def test_features_frame_agrees_with_pandas_on_any_text():
 
     for texts in cases:
         expected = pd.DataFrame.from_records([json.loads(t) for t in texts])
-        pd.testing.assert_frame_equal(features_frame(texts), expected, check_exact=True)
+        pd.testing.assert_frame_equal(features_frame(list(texts)), expected, check_exact=True)
         as_bytes = [t.encode() for t in texts]  # what SQLite hands over
         pd.testing.assert_frame_equal(features_frame(as_bytes), expected, check_exact=True)
 
