@@ -184,6 +184,9 @@ def intake(cfg: KafkaConfig, topic: str, total: int, good: int, url: str) -> flo
     return total / elapsed
 
 
+CREATED: list[str] = []  # PostgreSQL schemas this run made, dropped at its end
+
+
 def pg_schema_url(base: str) -> str | None:
     import sqlalchemy as sa
 
@@ -196,7 +199,20 @@ def pg_schema_url(base: str) -> str | None:
     except Exception as exc:  # noqa: BLE001
         console.print(f"[yellow]PostgreSQL skipped: {exc}")
         return None
+    CREATED.append(schema)
     return f"{base}?options=-csearch_path%3D{schema}"
+
+
+def drop_schemas(base: str) -> None:
+    import sqlalchemy as sa
+
+    if not CREATED:
+        return
+    engine = sa.create_engine(base)
+    with engine.begin() as conn:
+        for schema in CREATED:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
 
 
 def stores(args, tmp: str) -> dict[str, callable]:
@@ -279,7 +295,10 @@ def main() -> None:
             max_poll_records=args.batch,
         )
         ensure_topics(cfg, [cfg.labels_topic])
-        rates = measure(args, cfg, tmp)
+        try:
+            rates = measure(args, cfg, tmp)
+        finally:
+            drop_schemas(args.pg)
     report(rates, args)
 
 

@@ -7,6 +7,7 @@ upserting by prediction_id makes Kafka redelivery harmless.
 from __future__ import annotations
 
 import functools
+import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from operator import itemgetter
 from typing import Any
 
 import msgspec
+import psycopg
 from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -219,6 +221,7 @@ _STAGE_DDL = (
     + ", ".join(f"{c} {'timestamptz' if c in _TIMESTAMPS else 'text'}" for c in _STAGE_COLUMNS)
     + ") ON COMMIT DELETE ROWS"
 )
+_DIRECT_COPY = f"COPY predictions ({', '.join(_STAGE_COLUMNS)}) FROM STDIN"
 _STAGE_COPY = f"COPY stage_predictions ({', '.join(_STAGE_COLUMNS)}) FROM STDIN"
 _STAGE_MERGE = (
     f"INSERT INTO predictions ({', '.join(_STAGE_COLUMNS)}) SELECT "
@@ -227,29 +230,97 @@ _STAGE_MERGE = (
 )
 
 
-def _json_text(value) -> str | None:
-    return None if value is None else msgspec.json.encode(value).decode()
-
-
 def _copy_predictions(conn, rows: list[dict], now: datetime) -> list[str]:
-    """PostgreSQL: COPY into a per-connection temp table, then one INSERT … SELECT … ON
-    CONFLICT DO NOTHING RETURNING. ~5x faster than executemany (measured: bench/ingest.py)."""
+    """PostgreSQL: COPY straight into `predictions` inside a savepoint; returns the new ids.
+
+    Measured (the server process's CPU per row, /proc, 2 cores): the server's work per row,
+    not the client's, held PostgreSQL's intake below SQLite's: a direct COPY costs it ~7 µs a
+    row against ~11 µs for COPY into a temp table plus INSERT … SELECT … ON CONFLICT. A
+    batch holding an id already stored (Kafka redelivery: rare) makes the COPY fail with a
+    unique violation; it is then rolled back to the savepoint and merged through the staging
+    table, ON CONFLICT DO NOTHING, as before. Any other error is the data's and propagates."""
+    payload = copy_text(rows, now)
     raw = conn.connection.driver_connection
     with raw.cursor() as cur:
-        cur.execute(_STAGE_DDL)
-        with cur.copy(_STAGE_COPY) as cp:
-            write = cp.write_row
-            for r in rows:  # the order of _STAGE_COLUMNS
-                write(
-                    (
-                        r["prediction_id"], r["model"], r["model_version"], r["ts"],
-                        now, _json_text(r["features"]), r["prediction"],
-                        _json_text(r["scores"]), _json_text(r["groups"]), r["label"],
-                        r["labelled_at"],
-                    )
-                )  # fmt: skip
-        cur.execute(_STAGE_MERGE)
-        return [r[0] for r in cur.fetchall()]
+        cur.execute("SAVEPOINT intake_copy")
+        try:
+            with cur.copy(_DIRECT_COPY) as cp:
+                cp.write(payload)
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT intake_copy")
+            return _merge_staged(cur, payload)
+        cur.execute("RELEASE SAVEPOINT intake_copy")
+    return [r["prediction_id"] for r in rows]
+
+
+def _merge_staged(cur, payload: str) -> list[str]:
+    """COPY into a per-connection temp table, then one INSERT … SELECT … ON CONFLICT DO
+    NOTHING RETURNING: the ids that were new."""
+    cur.execute(_STAGE_DDL)
+    with cur.copy(_STAGE_COPY) as cp:
+        cp.write(payload)
+    cur.execute(_STAGE_MERGE)
+    return [r[0] for r in cur.fetchall()]
+
+
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NULL = "\\N"
+
+
+def _field(value: str | None) -> str:
+    """One text field of COPY's text format: NULL as \\N, backslash and line breaks escaped."""
+    if value is None:
+        return _NULL
+    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+
+
+def copy_text(rows: list[dict], now: datetime) -> str:
+    """The rows as COPY text, in the order of _STAGE_COLUMNS; timestamps as UTC with their
+    offset written (the columns are timestamptz: without it the session's zone would apply),
+    JSON as msgspec writes it. The rows are the intake decoder's (`parse_prediction`): ids,
+    model, version, prediction and label are str.
+
+    Built as one string (~2.5 µs a row) rather than with psycopg's `write_row` (~6 µs): this
+    runs for every stored prediction. JSON text holds no raw tab or line break (msgspec escapes
+    them), so only its backslashes need doubling; the plain strings are checked together."""
+    cache: dict = {}
+    ingested = _pg_ts(now, cache)
+    encode, special = _JSON.encode, _COPY_SPECIAL.search
+    out: list[str] = []
+    add = out.append
+    for r in rows:
+        pid, model, version, ts, features, prediction = _REQUIRED(r)
+        get = r.get
+        scores, groups, label = get("scores"), get("groups"), get("label")
+        labelled = get("labelled_at")
+        plain = (pid, model, version, prediction, label)
+        if special("".join(plain[:4]) + (label or "")):
+            pid, model, version, prediction, label = (_field(v) for v in plain)
+        else:
+            label = _NULL if label is None else label
+        add("\t".join((
+            pid, model, version,
+            ts.isoformat(" ", "microseconds") if ts.tzinfo is UTC else _pg_ts(ts, cache),
+            ingested, _json_field(encode(features)), prediction,
+            _NULL if scores is None else _json_field(encode(scores)),
+            _NULL if groups is None else _json_field(encode(groups)),
+            label, _NULL if labelled is None else _pg_ts(labelled, cache),
+        )))  # fmt: skip
+    out.append("")
+    return "\n".join(out)
+
+
+def _pg_ts(value: datetime | None, cache: dict) -> str:
+    """A timestamp as COPY text: the UTC wall time (naive ones are taken as UTC, as on SQLite)
+    with "+00"."""
+    text = _shared_ts(value, cache)
+    return _NULL if text is None else text + "+00"
+
+
+def _json_field(encoded: bytes) -> str:
+    text = encoded.decode()
+    return text.replace("\\", "\\\\") if "\\" in text else text
 
 
 def _existing_ids(conn, ids: list[str]) -> set[str]:
