@@ -179,7 +179,6 @@ def region_shift(
     bins: int = 32,
     seed: int = 0,
     refine: int = 0,
-    old_rule: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> RegionShift:
     """Exclude the reference rows of regions where recent labels differ significantly.
 
@@ -213,31 +212,12 @@ def region_shift(
     )
     growth = _Growth(min_leaf, max(min_reference_rows, min_leaf // 2), 3 * min_recent_rows, bins)
     tree = _grow_tree(x_ref[grow], y_ref_t[grow], x_recent, task, growth)
-    leaf_ref = _apply(tree, x_ref)
-    leaf_recent = _apply(tree, x_recent)
-    n_leaves = int(tree.leaf.max()) + 1
-    if old_rule is not None and task == "classification":
-        old_ref, old_recent = _codes_like(old_rule, y_ref, y_recent)
-    else:
-        old_ref, old_recent = _old_rule(x_ref, y_ref_t, grow, test, x_recent, task)
-    sides = _Sides(
-        leaf_ref, y_ref_t, grow, test, leaf_recent, y_recent_t, n_leaves, old_ref, old_recent
-    )
+    sides = _sides(tree, x_ref, y_ref_t, (grow, test), x_recent, y_recent_t, task)
     in_test = np.zeros(n_ref, dtype=bool)
     in_test[test] = True
     scale = float(np.std(y_ref_t)) if task == "regression" else 1.0
-    data = _Data(
-        sides,
-        x_ref,
-        x_recent,
-        in_test,
-        task,
-        min_recent_rows,
-        min_reference_rows,
-        scale,
-        refine,
-        tree,
-    )
+    limits = (min_recent_rows, min_reference_rows)
+    data = _Data(sides, x_ref, x_recent, in_test, task, *limits, scale, refine, tree)
     return _decide(_test_regions(data), data, alpha, min_effect, correction)
 
 
@@ -261,18 +241,21 @@ def _targets(y_ref: Any, y_recent: Any, task: Task) -> tuple[np.ndarray, np.ndar
     return codes[: len(y_ref)], codes[len(y_ref) :]
 
 
-def _codes_like(
-    old_rule: tuple[np.ndarray, np.ndarray], y_ref: Any, y_recent: Any
-) -> tuple[np.ndarray, np.ndarray]:
-    """The old rule's labels as the class codes `_targets` gives the labels themselves."""
-    values = np.unique(np.concatenate([np.asarray(y_ref).ravel(), np.asarray(y_recent).ravel()]))
-    codes = []
-    for said in old_rule:
-        said = np.asarray(said).ravel()
-        at = np.clip(np.searchsorted(values, said), 0, max(len(values) - 1, 0))
-        known = len(values) > 0 and values[at] == said if len(said) else np.zeros(0, bool)
-        codes.append(np.where(known, at, -1))
-    return codes[0], codes[1]
+def _sides(
+    tree: _Tree,
+    x_ref: np.ndarray,
+    y_ref: np.ndarray,
+    halves: tuple[np.ndarray, np.ndarray],
+    x_recent: np.ndarray,
+    y_recent: np.ndarray,
+    task: Task,
+) -> _Sides:
+    """Both sides placed in the tree's regions, with the old rule's label at each row."""
+    grow, test = halves
+    old_ref, old_recent = _old_rule(x_ref, y_ref, grow, test, x_recent, task)
+    n_leaves = int(tree.leaf.max()) + 1
+    leaf_ref, leaf_recent = _apply(tree, x_ref), _apply(tree, x_recent)
+    return _Sides(leaf_ref, y_ref, grow, test, leaf_recent, y_recent, n_leaves, old_ref, old_recent)
 
 
 def _region_rows(n_grow: int, n_recent: int, min_reference: int, min_recent: int) -> int:

@@ -2,6 +2,7 @@
 (River's Mixed stream: every label reversed). Pure figures through the real gate code."""
 
 import numpy as np
+import pytest
 
 from correctors.settings import CorrectionConfig
 from correctors.validation.gate import EvalSet, evaluate, judge, no_skill
@@ -141,3 +142,44 @@ def test_the_full_reference_asks_for_a_person_when_the_guard_saw_too_little():
     assert asks.figures["excluded_share"] == 0.55 and asks.figures["reached_share"] == 0.3
     assert run(excluded=550, reached=0.95).status is RuleStatus.PASSED  # seen everywhere
     assert run(excluded=100, reached=0.3).status is RuleStatus.PASSED  # the guard saw most
+
+
+def test_forgetting_is_counted_over_the_whole_reference_holdout():
+    """The guarded rows' loss times their share of the reference holdout: when a change
+    everywhere leaves 24 of 1200 rows guarded, losing 17 of them forgets 1.4 % of the
+    reference (passes at 0.02); losing 60 of 600 guarded rows of 1000 forgets 6 % (fails)."""
+    from correctors.validation.rules import Compared, guard_rule
+    from correctors.validation.verdict import RuleStatus
+
+    def run(champ_right: np.ndarray, cand_right: np.ndarray, full: int):
+        figures = {
+            "reference_guarded_accuracy": float(np.mean(champ_right)),
+            "reference_guarded_rows": len(champ_right),
+            "reference_holdout_accuracy": 0.9,
+            "reference_holdout_rows": full,
+        }
+        cand = {**figures, "reference_guarded_accuracy": float(np.mean(cand_right))}
+        pair = PairedLoss.of(1.0 - champ_right, 1.0 - cand_right)
+        compared = Compared(
+            Scores.from_dict(figures),
+            Scores.from_dict(cand),
+            CorrectionConfig(),
+            "classification",
+            PairedSets(sets={"reference_guarded": pair}),
+        )
+        result = guard_rule(compared, {})
+        assert result is not None
+        return result
+
+    champ = np.ones(24, bool)
+    cand = champ.copy()
+    cand[:17] = False
+    few = run(champ, cand, 1200)
+    assert few.status is RuleStatus.PASSED, few.message
+    assert "(2% of the reference holdout: +0.014 over all of it)" in few.message
+    champ = np.ones(600, bool)
+    cand = champ.copy()
+    cand[:60] = False
+    many = run(champ, cand, 1000)
+    assert many.status is RuleStatus.FAILED, many.message
+    assert many.figures["forgotten"] == pytest.approx(0.06)
