@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from correctors.attempt import Attempt, EpochCallback, TrainingFailed
 from correctors.exporting import Outcome, Start, export_and_judge
 from correctors.models.champion import load_champion, load_reference
-from correctors.records import finish, open_candidate, settle
+from correctors.records import finish, open_candidate, settle, unused_version
 from correctors.training.dataset import NothingToCorrect, prepare
 from correctors.training.strategies import train_strategies
 from correctors.training.worker import FineTuneFailed
@@ -46,7 +46,7 @@ def train_candidate(
     compares with the serving champion."""
     started = time.perf_counter()
     start = _start(registry, attempt)
-    version = registry.next_version(attempt.model)
+    version = unused_version(engine, attempt.model, registry.next_version(attempt.model))
     candidate_id = open_candidate(
         engine, attempt.model, version, start.parent, attempt.incident_id, start.prepared.counts
     )
@@ -54,7 +54,10 @@ def train_candidate(
         judge = _judge(start, attempt)
         ranked, failures = _train_and_rank(engine, attempt, start, judge, candidate_id, on_epoch)
         outcome = export_and_judge(registry, attempt, start, judge, ranked, failures, version)
-    except TrainingFailed:
+    except TrainingFailed as exc:  # recorded; the daemon retries the incident later
+        finish(
+            engine, attempt.model, candidate_id, CandidateStatus.FAILED, f"training failed: {exc}"
+        )
         raise
     except Exception as exc:  # noqa: BLE001 - recorded as a rejection with the reason
         log.exception("correction failed for %s", candidate_id)

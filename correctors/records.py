@@ -12,6 +12,16 @@ from storage.db import session_scope
 from storage.tables import Candidate, CandidateStatus, utcnow
 
 
+def unused_version(engine: Engine, model: str, first: str) -> str:
+    """`first` (the registry's next version), or the next one no candidate row holds yet: an
+    attempt whose training failed leaves its row (status `failed`) but no version directory."""
+    number = int(first[1:])
+    with session_scope(engine) as session:
+        while session.get(Candidate, f"{model}-v{number}") is not None:
+            number += 1
+    return f"v{number}"
+
+
 def open_candidate(
     engine: Engine,
     model: str,

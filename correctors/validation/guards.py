@@ -3,6 +3,8 @@ reference outside the regions where recent labels differ from it."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -70,11 +72,19 @@ def reference_shift(
 ) -> RegionShift:
     """The reference rows that leave the no-forgetting guard: those beside recent labelled rows
     in regions where recent labels differ significantly from the reference's there
-    (`correctors.validation.regions`). No model trained on the recent rows takes part."""
+    (`correctors.validation.regions`). No model trained on the recent rows takes part.
+    Missing inputs (NaN under the raw encoding) are placed at the reference's mean of that
+    input, as the standard encoding places them."""
+    finite_ref, finite_recent = np.isfinite(x_ref), np.isfinite(x_recent)
+    fill = np.zeros(x_ref.shape[1:])
+    if len(x_ref):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an input missing everywhere
+            fill = np.nan_to_num(np.nanmean(np.where(finite_ref, x_ref, np.nan), axis=0))
     return region_shift(
-        x_ref,
+        np.where(finite_ref, x_ref, fill),
         y_ref,
-        x_recent,
+        np.where(finite_recent, x_recent, fill),
         y_recent,
         "regression" if task == "regression" else "classification",
         alpha=settings.shift_alpha,

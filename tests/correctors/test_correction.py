@@ -10,7 +10,7 @@ from correctors.pipeline import Attempt, train_candidate
 from correctors.swap import SwapRefused, swap
 from storage.queries import recent_window
 from tests.support.helpers import setup_model, store_frame, store_traffic
-from watcher.demo.credit import COVARIATE_ONLY, NORMAL, SHIFTED, generate
+from watcher.demo.credit import CONCEPT_SEEN, COVARIATE_ONLY, NORMAL, SHIFTED, generate
 from watcher.demo.run import MODEL
 
 
@@ -126,7 +126,7 @@ def test_poisoned_labels_give_a_rejected_candidate_with_reasons(workdir, trained
 @pytest.mark.slow
 def test_parity_failure_or_corrupt_onnx_never_goes_live(workdir, trained):
     _, cfg, engine, registry = setup_model(workdir, trained[1])
-    store_traffic(engine, registry, 2000, SHIFTED, seed=25)
+    store_traffic(engine, registry, 2000, CONCEPT_SEEN, seed=25)
     strict = correct(cfg, engine, registry, parity_tolerance=1e-12)  # float32 cannot meet it
     assert strict.status == "rejected"
     assert any("ONNX parity failed" in r for r in strict.verdict["reasons"])

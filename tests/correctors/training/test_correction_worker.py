@@ -47,7 +47,11 @@ def test_worker_crash_leaves_the_daemon_running_and_the_incident_for_retry(workd
     with Session(engine) as session:
         attempts = {i.correction_attempts for i in session.exec(select(Incident))}
         retries = list(session.exec(select(Event).where(Event.kind == "correction_retry")))
-        assert session.exec(select(Candidate)).all() == []  # it died before a candidate row
+        failed = session.exec(select(Candidate)).all()  # one row per attempt, each its own id
+    assert len({c.id for c in failed}) == len(failed) == MAX_ATTEMPTS
+    assert all(
+        c.status == "failed" and "exited with code 3" in c.verdict["reasons"][0] for c in failed
+    )
     assert attempts == {MAX_ATTEMPTS}
     assert len(retries) == MAX_ATTEMPTS * len(incidents)
     assert registry.active(MODEL) == "v1"
