@@ -15,10 +15,10 @@ from sqlalchemy import Engine
 
 from correctors.attempt import Attempt, EpochCallback, TrainingFailed
 from correctors.exporting import Outcome, Start, export_and_judge
+from correctors.kinds import adapter_for
 from correctors.models.champion import load_champion, load_reference
 from correctors.records import finish, open_candidate, settle
 from correctors.training.dataset import NothingToCorrect, prepare
-from correctors.training.strategies import train_strategies
 from correctors.training.worker import FineTuneFailed
 from correctors.validation.compare import Judge, Judged, rank
 from correctors.validation.gate import evaluate
@@ -113,8 +113,10 @@ def _train_and_rank(
     """Stage 2: train every strategy (a dead worker fails the candidate, the daemon lives and
     the incident retries) and rank them by the gate."""
     try:
-        trained, failures = train_strategies(
-            start.champion.torch_model, start.prepared, attempt.settings, on_epoch=on_epoch
+        champion = start.champion
+        model = champion.torch_model if champion.kind == "torch" else champion.native
+        trained, failures = adapter_for(champion.kind).train(
+            model, start.prepared, attempt.settings, champion.task, on_epoch=on_epoch
         )
     except FineTuneFailed as exc:
         finish(engine, attempt.model, candidate_id, CandidateStatus.FAILED, exc.reason)

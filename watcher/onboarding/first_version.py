@@ -93,7 +93,7 @@ def init_model(
     reference = load_reference(definition)
     encoding = model_encoding(definition, reference=reference)
     frame = read_frame(training, definition, "--train")
-    factory = load_factory(definition.factory, definition.python_path)
+    factory = load_factory(definition.factory or "", definition.python_path)
     try:
         kwargs = sized_kwargs(
             factory, definition.factory_kwargs, encoding.width, encoding.outputs, encoding.task
@@ -101,7 +101,7 @@ def init_model(
     except ConfigError as exc:
         raise ConfigError(f"models.{name}.{exc}") from exc
     result = train_first_version(
-        lambda: build_model(definition.factory, kwargs, None, definition.python_path),
+        lambda: build_model(definition.factory or "", kwargs, None, definition.python_path),
         encoding.transform(frame),
         encoding.targets(frame),
         epochs=epochs,
