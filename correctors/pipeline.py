@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from correctors.attempt import Attempt, EpochCallback, TrainingFailed
 from correctors.exporting import Outcome, Start, export_and_judge
 from correctors.kinds import adapter_for
+from correctors.kinds.probe import with_distilled_probe
 from correctors.models.champion import load_champion, load_reference
 from correctors.records import finish, open_candidate, settle
 from correctors.training.dataset import NothingToCorrect, prepare
@@ -72,11 +73,15 @@ def _start(registry: ModelRegistry, attempt: Attempt) -> Start:
     serving = load_champion(registry, attempt.model, parent)
     base = attempt.base_version
     champion = load_champion(registry, attempt.model, base) if base and base != parent else serving
+    reference = load_reference(attempt.definition)
+    if champion.kind != "torch":  # the shift guard's stand-in for a module to tune
+        x_ref = champion.encoder.transform(reference)
+        champion = with_distilled_probe(champion, x_ref, attempt.settings)
     try:
         prepared = prepare(
             champion,
             attempt.window,
-            load_reference(attempt.definition),
+            reference,
             list(attempt.drifted_columns),
             attempt.settings,
             flagged_ids=set(attempt.flagged_ids),

@@ -103,6 +103,15 @@ class CorrectionConfig(Strict):
     )
     shift_min_share: float = Field(0.05, ge=0, le=1, description="below: covariate shift only")
     parity_tolerance: float = Field(1e-4, gt=0)
+    flagged_weight: float = Field(
+        1.0,
+        ge=1,
+        description=(
+            "scikit-learn, LightGBM, XGBoost: sample weight of the recent training rows the "
+            "champion gets wrong (every other row weighs 1). On the demo's shift an SVC refit "
+            "with 2 lost 4 points on the guarded reference and failed the gate; with 1 it passed"
+        ),
+    )
     seed: int = 0
     trainable: list[str] | None = Field(
         None,

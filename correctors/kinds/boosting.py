@@ -72,7 +72,7 @@ class BoosterAdapter(KindAdapter):
         def wrong(x: np.ndarray, y: np.ndarray) -> np.ndarray:
             return champion_wrong(self.scores(model, x, task), y, task)
 
-        recent, retrain = training_rows(prepared, wrong)
+        recent, retrain = training_rows(prepared, wrong, settings.flagged_weight)
 
         def job(rows: Rows, rounds: int, init: Any | None):
             return lambda: self._boosted(params, rows, rounds, init, task, n_classes, settings)

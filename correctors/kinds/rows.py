@@ -2,10 +2,9 @@
 
 `Prepared.train_x` and `Prepared.retrain_x` both start with the recent training rows (the
 window's rows since the change, holdout excluded) followed by reference rows (replay, or the
-reference outside the contradicted region). Recent rows weigh `RECENT_WEIGHT`, recent rows the
-champion gets wrong `FLAGGED_WEIGHT`, reference rows 1: the rows since the change lead, the
-reference keeps what still holds. The gate's holdout is never among them; a search or early
-stopping splits these rows again (`split`).
+reference outside the contradicted region). Recent rows the champion gets wrong weigh
+`correction.flagged_weight`, every other row 1. The gate's holdout is never among them; a
+search or early stopping splits these rows again (`split`).
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ import numpy as np
 if TYPE_CHECKING:
     from correctors.training.dataset import Prepared
 
-RECENT_WEIGHT = 1.0
-FLAGGED_WEIGHT = 1.0
 VALIDATION_FRACTION = 0.2
 
 
@@ -50,25 +47,23 @@ def champion_wrong(
     return scores.argmax(axis=1) != y
 
 
-def weighted(
-    x: np.ndarray, y: np.ndarray, recent: int, wrong: Callable[[np.ndarray, np.ndarray], np.ndarray]
-) -> Rows:
+Wrong = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def weighted(x: np.ndarray, y: np.ndarray, recent: int, wrong: Wrong, flagged: float) -> Rows:
     """Weights for rows whose first `recent` are the recent training rows."""
     w = np.ones(len(y), dtype=np.float64)
-    w[:recent] = RECENT_WEIGHT
-    if recent:
-        w[:recent][wrong(x[:recent], y[:recent])] = FLAGGED_WEIGHT
+    if recent and flagged != 1.0:
+        w[:recent][wrong(x[:recent], y[:recent])] = flagged
     return Rows(x, y, w)
 
 
-def training_rows(
-    prepared: Prepared, wrong: Callable[[np.ndarray, np.ndarray], np.ndarray]
-) -> tuple[Rows, Rows]:
+def training_rows(prepared: Prepared, wrong: Wrong, flagged: float) -> tuple[Rows, Rows]:
     """(recent + replay, recent + reference outside the contradicted region), weighted."""
     recent = int(prepared.counts.get("recent_train_rows", 0))
     return (
-        weighted(prepared.train_x, prepared.train_y, recent, wrong),
-        weighted(prepared.retrain_x, prepared.retrain_y, recent, wrong),
+        weighted(prepared.train_x, prepared.train_y, recent, wrong, flagged),
+        weighted(prepared.retrain_x, prepared.retrain_y, recent, wrong, flagged),
     )
 
 

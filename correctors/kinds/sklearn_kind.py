@@ -130,7 +130,7 @@ class SklearnAdapter(KindAdapter):
         def wrong(x: np.ndarray, y: np.ndarray) -> np.ndarray:
             return champion_wrong(self.scores(model, x, task), y, task)
 
-        recent, retrain = training_rows(prepared, wrong)
+        recent, retrain = training_rows(prepared, wrong, settings.flagged_weight)
         jobs = {
             "refit": lambda: self._fit(model, {}, recent, n_classes),
             "tuned": lambda: self._tuned(model, recent, task, n_classes, settings.seed),

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 SUFFIXES = (".json", ".ubj")
 PROBABILITY_OBJECTIVES = ("binary:logistic", "multi:softprob")
+INTEGERS = ("max_depth", "max_bin")
 KEPT = (
     "eta",
     "max_depth",
@@ -98,8 +99,9 @@ class XgboostAdapter(BoosterAdapter):
         found = learner(model)
         trees = found["gradient_booster"].get("tree_train_param", {})
         params: dict = {k: float(trees[k]) for k in KEPT if k in trees}
-        if "max_depth" in params:
-            params["max_depth"] = int(params["max_depth"])
+        for name in INTEGERS:
+            if name in params:
+                params[name] = int(params[name])
         objective = found["objective"]["name"]
         if n_classes > 2:
             params["num_class"] = n_classes

@@ -102,21 +102,21 @@ def register_version(
     card: dict,
 ) -> Path:
     """Write the model's file (a state dict, or a non-torch kind's native file), ONNX and card
-    for a version; returns the ONNX path."""
+    for a version; returns the ONNX path. A native file's name and sha256 are added to `card`
+    (the caller's final card keeps them)."""
     vdir = registry.version_dir(model, version)
     vdir.mkdir(parents=True, exist_ok=True)
     kind = card.get("kind", "torch")
     adapter = adapter_for(kind)
     task = card.get("task", "classification")
-    extra: dict = {}
     if kind == "torch":
         adapter.save(trained, registry.weights_path(model, version))
     else:
         adapter.save(trained, vdir / adapter.file_name)
         digest = sha256_file(vdir / adapter.file_name)
-        extra = {"model_file": adapter.file_name, "model_file_sha256": digest}
+        card.update({"model_file": adapter.file_name, "model_file_sha256": digest})
     onnx_path = adapter.export(trained, encoder.width, registry.onnx_path(model, version), task)
-    registry.write_card(model, version, {"model": model, "version": version, **card, **extra})
+    registry.write_card(model, version, {"model": model, "version": version, **card})
     return onnx_path
 
 
