@@ -28,9 +28,14 @@ class Rows:
     x: np.ndarray
     y: np.ndarray
     w: np.ndarray
+    recent: np.ndarray  # True for the rows since the change, False for reference rows
 
     def take(self, index: np.ndarray) -> Rows:
-        return Rows(self.x[index], self.y[index], self.w[index])
+        return Rows(self.x[index], self.y[index], self.w[index], self.recent[index])
+
+    def reference_weighted(self, factor: float) -> Rows:
+        """Reference rows weighing `factor` times as much (recent rows as they are)."""
+        return Rows(self.x, self.y, self.w * np.where(self.recent, 1.0, factor), self.recent)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -55,7 +60,9 @@ def weighted(x: np.ndarray, y: np.ndarray, recent: int, wrong: Wrong, flagged: f
     w = np.ones(len(y), dtype=np.float64)
     if recent and flagged != 1.0:
         w[:recent][wrong(x[:recent], y[:recent])] = flagged
-    return Rows(x, y, w)
+    mask = np.zeros(len(y), dtype=bool)
+    mask[:recent] = True
+    return Rows(x, y, w, mask)
 
 
 def training_rows(prepared: Prepared, wrong: Wrong, flagged: float) -> tuple[Rows, Rows]:

@@ -18,21 +18,15 @@ from __future__ import annotations
 import itertools
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from correctors.kinds.base import KindAdapter, KindLoadError, as_column, refuse_pickle, run_jobs
-from correctors.kinds.rows import (
-    Rows,
-    champion_wrong,
-    missing_classes,
-    quality,
-    split,
-    training_rows,
-)
+from correctors.kinds.rows import Rows, champion_wrong, missing_classes, split, training_rows
+from correctors.kinds.search import REFERENCE_WEIGHTS, Tried, choose, split_quality
 from correctors.models.fitting import label_text
 from correctors.settings import CorrectionConfig
 from correctors.training.trained import Trained
@@ -44,7 +38,8 @@ if TYPE_CHECKING:
     from correctors.training.dataset import Prepared
     from correctors.training.finetune import EpochCallback
 
-GRID_FACTORS = (0.25, 1.0, 4.0)  # around the champion's value, for C and gamma
+C_FACTORS = (0.25, 1.0, 4.0)  # around the champion's value
+GAMMA_FACTORS = (0.5, 1.0, 2.0)
 LINEAR_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0)  # around a linear model's C or alpha
 
 
@@ -133,7 +128,7 @@ class SklearnAdapter(KindAdapter):
         recent, retrain = training_rows(prepared, wrong, settings.flagged_weight)
         jobs = {
             "refit": lambda: self._fit(model, {}, recent, n_classes),
-            "tuned": lambda: self._tuned(model, recent, task, n_classes, settings.seed),
+            "tuned": lambda: self._tuned(model, recent, task, n_classes, settings),
             "retrain": lambda: self._fit(model, {}, retrain, n_classes),
         }
         return run_jobs(jobs, lambda fitted: self._outputs(fitted, task))
@@ -158,25 +153,36 @@ class SklearnAdapter(KindAdapter):
         return fresh, {"seconds": spent, "rows": len(rows), "weighted": weighted}
 
     def _tuned(
-        self, model: Any, rows: Rows, task: str, n_classes: int, seed: int
+        self, model: Any, rows: Rows, task: str, n_classes: int, settings: CorrectionConfig
     ) -> tuple[Any, dict]:
-        """Hyperparameters chosen on a split of the training rows, then fitted on all."""
+        """Hyperparameters (and the reference rows' weight) chosen on a split of the training
+        rows as `correctors.kinds.search` says, then fitted on all of them."""
         grid = search_grid(model, rows.x)
         if not grid:
             name = type(final_step(model)[0]).__name__
             raise FineTuneFailed(f"no hyperparameter to search for {name}")
-        fit_rows, val_rows = split(rows, seed, task)
+        fit_rows, val_rows = split(rows, settings.seed, task)
         begun = time.perf_counter()
         tried = []
-        for params in grid:
+        for params, factor in itertools.product(grid, REFERENCE_WEIGHTS):
             quick = {**params, **_search_only(model)}
-            fitted, _ = self._fit(model, quick, fit_rows, n_classes)
-            tried.append((quality(self._labels(fitted, val_rows.x, task), val_rows, task), params))
-        best = max(tried, key=lambda t: t[0])[1]
+            fitted, _ = self._fit(model, quick, fit_rows.reference_weighted(factor), n_classes)
+            scores = split_quality(self._scorer(fitted, task), val_rows, task)
+            tried.append(Tried(params, factor, *scores))
+        _, champion = split_quality(self._scorer(model, task), val_rows, task)
+        best = choose(tried, champion, settings.forgetting_tolerance, task)
         searched = round(time.perf_counter() - begun, 4)
-        fitted, summary = self._fit(model, best, rows, n_classes)
-        shown = {k: round(float(v), 6) for k, v in best.items()}
-        return fitted, {**summary, "search_seconds": searched, "tried": len(grid), "params": shown}
+        final_rows = rows.reference_weighted(best.reference_weight)
+        fitted, summary = self._fit(model, best.params, final_rows, n_classes)
+        return fitted, {
+            **summary,
+            "search_seconds": searched,
+            "tried": len(tried),
+            "chosen": best.to_dict(),
+        }
+
+    def _scorer(self, fitted: Any, task: str) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda x: self._labels(fitted, x, task)
 
     def _labels(self, fitted: Any, x: np.ndarray, task: str) -> np.ndarray:
         """Scores for choosing a setting: one-hot of the predicted class (no probabilities
@@ -202,7 +208,7 @@ def search_grid(model: Any, x: np.ndarray) -> list[dict]:
     params = final.get_params()
     if "C" in params and "gamma" in params and params.get("kernel") != "linear":
         gamma = _gamma(model, final, x)
-        pairs = itertools.product(GRID_FACTORS, GRID_FACTORS)
+        pairs = itertools.product(C_FACTORS, GAMMA_FACTORS)
         return [{f"{prefix}C": params["C"] * c, f"{prefix}gamma": gamma * g} for c, g in pairs]
     for name in ("C", "alpha"):
         value = params.get(name)
