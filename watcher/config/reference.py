@@ -136,8 +136,9 @@ The config is one TOML file. Unknown keys are errors, and `warden config check F
 the offending key (`models.credit.checks.window: …`). Relative paths are relative to the
 config file's folder, as is a relative SQLite path in `storage.url`. A key left out takes its
 default; *required* keys have none. Every section may be left out, and a model needs
-`reference`, at least one list of features and, for a torch model, `factory`. The running daemon re-reads the
-file when it changes; changes to `[kafka]` and `[storage]` take effect at the next start.
+`reference`, at least one list of features and, for a torch model, `factory`. The running
+daemon re-reads the file when it changes; changes to `[kafka]` and `[storage]` take effect at
+the next start.
 
 Model names (`<name>` below) must match `{NAME_PATTERN}`.
 """

@@ -39,7 +39,8 @@ def test_a_shifted_stream_is_corrected_by_a_validated_candidate_of_the_same_kind
     tolerance = cfg.models[MODEL].correction.forgetting_tolerance
     ch, ca = cand.champion_metrics, cand.candidate_metrics
     assert ca["reference_guarded_accuracy"] >= ch["reference_guarded_accuracy"] - tolerance
-    assert cand.verdict["parity_max_abs_diff"] < cfg.models[MODEL].correction.parity_tolerance
+    tolerance = cfg.models[MODEL].correction.parity_tolerance
+    assert cand.verdict["parity_max_abs_diff"] < tolerance
     tried = {row["strategy"] for row in cand.training["strategies"]}
     assert tried == STRATEGIES[model]
     card = registry.card(MODEL, cand.version)
