@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from correctors.models.fitting import ModelSetupError
 from correctors.settings import CorrectionConfig
@@ -138,15 +137,18 @@ def served_graph(proto: onnx.ModelProto, task: str) -> onnx.ModelProto:
         keep = outputs[-1]
     else:
         keep = next((o for o in outputs if "prob" in o.name), outputs[-1])
+    kept = onnx.ValueInfoProto()
+    kept.CopyFrom(keep)
+    keep = kept
     del proto.graph.output[:]
-    if keep.name == OUTPUT:
-        proto.graph.output.append(keep)
-        return proto
-    proto.graph.node.append(helper.make_node("Identity", [keep.name], [OUTPUT]))
-    served = onnx.ValueInfoProto()
-    served.CopyFrom(keep)
-    served.name = OUTPUT
-    proto.graph.output.append(served)
+    if keep.name != OUTPUT:  # renamed wherever it appears (a converter may read it again)
+        if any(OUTPUT in (*n.input, *n.output) for n in proto.graph.node):
+            raise ValueError(f"the converter's graph already uses the name {OUTPUT!r}")
+        for node in proto.graph.node:
+            node.input[:] = [OUTPUT if name == keep.name else name for name in node.input]
+            node.output[:] = [OUTPUT if name == keep.name else name for name in node.output]
+        keep.name = OUTPUT
+    proto.graph.output.append(keep)
     return proto
 
 
