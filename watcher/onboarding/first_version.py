@@ -90,6 +90,15 @@ def init_model(
     if name not in cfg.models:
         raise ConfigError(f"no models.{name} (have: {', '.join(cfg.models) or 'none'})")
     definition = cfg.models[name]
+    if definition.kind != "torch":
+        from correctors.kinds import adapter_for
+
+        hint = adapter_for(definition.kind).save_hint
+        raise ConfigError(
+            f"models.{name}.kind: `warden model init` trains torch factories; train the "
+            f"{definition.kind} model on `warden_encoder(config, {name!r})` with its own "
+            f"framework and save it with {hint}"
+        )
     reference = load_reference(definition)
     encoding = model_encoding(definition, reference=reference)
     frame = read_frame(training, definition, "--train")
