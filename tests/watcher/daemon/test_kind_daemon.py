@@ -1,6 +1,7 @@
-"""The running daemon and the real broker with a scikit-learn model: `warden demo --model
-svc`'s loop (incident on shifted traffic, an sklearn candidate validated by the gate with ONNX
-parity, the swap, the new version served and better on shifted traffic)."""
+"""The running daemon and the real broker with models that are not torch: the loop of
+`warden demo --model svc` and `--model lightgbm` (an incident on shifted traffic, a candidate
+of the same kind validated by the gate with ONNX parity, the swap, the new version served by
+`ActiveModel` as `warden serve` serves it, and better on shifted traffic)."""
 
 import pytest
 
@@ -9,7 +10,7 @@ from watcher.demo.run import run_demo
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("model", ["svc"])
+@pytest.mark.parametrize("model", ["svc", "lightgbm"])
 def test_the_demo_loop_closes_with_a_non_torch_model(tmp_path, model):
     from rich.console import Console
 
