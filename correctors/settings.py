@@ -98,10 +98,39 @@ class CorrectionConfig(Strict):
         description="what a candidate made for a bias incident must do to that gap: be "
         "narrower, not be wider, or be significantly narrower (paired, p < 0.05)",
     )
-    shift_confidence: float = Field(
-        0.6, gt=0.5, lt=1, description="both truths this sure, and disagreeing: contradicted"
+    shift_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="a region's reference rows leave the no-forgetting guard when recent labels "
+        "there differ at this level (Benjamini-Hochberg over the regions tested)",
     )
-    shift_min_share: float = Field(0.05, ge=0, le=1, description="below: covariate shift only")
+    shift_min_effect: float = Field(
+        0.1,
+        gt=0,
+        description="... and by at least this much (a fall in agreement with the old rule; "
+        "for regression, a residual shift in standard deviations of the reference target)",
+    )
+    shift_min_recent_rows: int = Field(
+        10, gt=1, description="recent labelled rows a region needs to be tested"
+    )
+    shift_min_reference_rows: int = Field(
+        3, gt=1, description="reference rows beside them a region needs to be tested"
+    )
+    review_excluded_share: float = Field(
+        0.4,
+        gt=0,
+        le=1,
+        description="a candidate that loses on the full reference while more than this share "
+        "of it left the guard needs a person (not auto-swapped) ...",
+    )
+    review_reached_share: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="... unless recent rows reach at least this share of the reference (a "
+        "change everywhere, seen everywhere)",
+    )
     parity_tolerance: float = Field(1e-4, gt=0)
     flagged_weight: float = Field(
         1.0,

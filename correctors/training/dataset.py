@@ -17,16 +17,17 @@ from correctors.training.selection import (
     sample_replay,
     seeded_split,
 )
-from correctors.training.shift import ShiftedRegion
 from correctors.validation.gate import EvalSet
 from correctors.validation.guards import (
     clipped_values,
-    contradicted_region,
     group_mask,
     group_sets,
     holdout_groups,
     quantile_bins,
+    reference_shift,
 )
+from correctors.validation.region_names import describe_regions
+from correctors.validation.regions import RegionShift
 from correctors.validation.scores import GroupKey
 
 
@@ -49,7 +50,7 @@ class Prepared:
     counts: dict
     window_seq: tuple[int, int]
     retrain_x: np.ndarray  # the retrain strategy's rows: recent training rows + the
-    retrain_y: np.ndarray  # reference (training part) outside the contradicted region
+    retrain_y: np.ndarray  # reference (training part) outside the excluded regions
     holdout_seqs: list[int]  # recent rows no strategy trains on: a corrected version's baseline
     group_rows: dict[GroupKey, int] = field(default_factory=dict)  # every holdout group's rows
 
@@ -105,13 +106,14 @@ def prepare(
     flagged_ids: set[str] | None = None,
     focus_group: tuple[str, str] | None = None,
 ) -> Prepared:
-    """Split, flag, find the shifted region and draw the replay mix.
+    """Split, flag, find where recent labels differ from the reference and draw the replay mix.
 
     Training rows: the flagged recent rows (the target), the other recent training rows as
     anchors (they mark where the old boundary still holds: training on flagged rows alone lost
     ~4 points of reference accuracy outside the shifted region in our runs, with anchors ~2;
     lr 1e-3 and 3 replay rows per flagged row brought it to ±1 over five seeds),
-    and `replay_ratio` replayed reference rows per flagged row, none from the shifted region.
+    and `replay_ratio` replayed reference rows per flagged row, none from the regions where
+    recent labels differ (`correctors.validation.regions`, on the recent training rows).
     """
     enc = _encode(champion, window, reference)
     flagged = _flag(champion, enc, drifted_columns, settings, flagged_ids, focus_group)
@@ -119,8 +121,8 @@ def prepare(
     ref_split = seeded_split(
         len(enc.reference), settings.reference_holdout_fraction, settings.seed + 1
     )
-    region = contradicted_region(
-        champion, enc.x_ref, enc.y_ref, enc.x_win[train], enc.y_win[train], settings
+    region = reference_shift(
+        champion.task, enc.x_ref, enc.y_ref, enc.x_win[train], enc.y_win[train], settings
     )
     eligible = np.zeros(len(enc.reference), dtype=bool)
     eligible[ref_split.train] = True
@@ -137,8 +139,8 @@ def prepare(
         y_ref=enc.y_ref,
         train_x=np.concatenate([enc.x_win[train], enc.x_ref[replay]]),
         train_y=np.concatenate([enc.y_win[train], enc.y_ref[replay]]),
-        sets=_eval_sets(enc, flagged, ref_split.holdout, region.mask, groups),
-        shifted=_shifted(region, ref_split.holdout),
+        sets=_eval_sets(enc, flagged, ref_split.holdout, region, groups),
+        shifted=_shifted(region, ref_split.holdout, _names(champion, enc, region)),
         counts={**enc.counts, **_flag_counts(flagged, len(replay), drifted_columns)},
         window_seq=(int(enc.window["seq"].min()), int(enc.window["seq"].max())),
         retrain_x=np.concatenate([enc.x_win[train], enc.x_ref[eligible]]),
@@ -196,23 +198,42 @@ def _eval_sets(
     enc: _Encoded,
     flagged: _Flagged,
     holdout_ref: np.ndarray,
-    shifted: np.ndarray,
+    region: RegionShift,
     groups: dict[GroupKey, np.ndarray],
 ) -> list[EvalSet]:
     holdout = flagged.split.holdout
-    guarded = holdout_ref[~shifted[holdout_ref]]
+    guarded = holdout_ref[~region.mask[holdout_ref]]
+    regions = region.region_of
     flagged_holdout = holdout[flagged.mask[holdout]]
     return [
         EvalSet("recent_holdout", enc.x_win[holdout], enc.y_win[holdout]),
         EvalSet("flagged_slice", enc.x_win[flagged_holdout], enc.y_win[flagged_holdout]),
-        EvalSet("reference_guarded", enc.x_ref[guarded], enc.y_ref[guarded]),
+        EvalSet(
+            "reference_guarded", enc.x_ref[guarded], enc.y_ref[guarded], regions=regions[guarded]
+        ),
         EvalSet("reference_holdout", enc.x_ref[holdout_ref], enc.y_ref[holdout_ref]),
         *group_sets(groups, enc.x_win, enc.y_win),
     ]
 
 
-def _shifted(region: ShiftedRegion, holdout_ref: np.ndarray) -> dict:
-    shifted = region.summary()
+def _names(champion: Champion, enc: _Encoded, region: RegionShift) -> dict[int, str]:
+    """Every region named in the reference's own columns and units."""
+    encoder = champion.encoder
+    return describe_regions(enc.reference, region.region_of, encoder.numeric, encoder.categorical)
+
+
+def _shifted(region: RegionShift, holdout_ref: np.ndarray, names: dict[int, str]) -> dict:
+    """The verdict's account of the guard: what left it, where, on what evidence. Region rows
+    are kept for the regions recent rows reach (the others stay guarded whole)."""
+    shifted = region.as_dict()
+    shifted["regions"] = [
+        {**row, "where": names.get(row["region"], "")}
+        for row in shifted["regions"]
+        if row["reached"]
+    ]
+    shifted["where"] = {str(k): v for k, v in names.items()}
+    shifted["concept_shift"] = region.excluded_rows > 0
+    shifted["reference_holdout_rows"] = int(len(holdout_ref))
     shifted["reference_excluded"] = int(region.mask[holdout_ref].sum())
     shifted["replay_excluded"] = int(
         (region.mask & ~np.isin(np.arange(len(region.mask)), holdout_ref)).sum()

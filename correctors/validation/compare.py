@@ -15,6 +15,7 @@ from correctors.settings import CorrectionConfig
 from correctors.training.trained import Trained
 from correctors.validation.gate import GUARDED, EvalSet, Verdict, evaluate, judge
 from correctors.validation.paired import PairedLoss, PairedSets, losses
+from correctors.validation.rules import FULL_REFERENCE
 from correctors.validation.scores import GroupKey, Scores, headline
 
 OutputFn = Callable[[np.ndarray], np.ndarray]
@@ -63,15 +64,25 @@ class Judged:
 def paired_sets(
     champion: OutputFn, candidate: OutputFn, sets: list[EvalSet], task: str
 ) -> PairedSets:
-    """The recent holdout, each of its groups and the guarded reference: the two models'
-    per-row losses, paired."""
-
-    def pair(s: EvalSet) -> PairedLoss:
-        return PairedLoss.of(losses(champion(s.x), s.y, task), losses(candidate(s.x), s.y, task))
-
+    """The recent holdout, each of its groups, the guarded and the full reference holdout, and
+    the guarded rows of each region: the two models' per-row losses, paired."""
+    paired_names = ("recent_holdout", GUARDED, FULL_REFERENCE)
+    per_row = {
+        s.name: (losses(champion(s.x), s.y, task), losses(candidate(s.x), s.y, task))
+        for s in sets
+        if s.name in paired_names or s.group is not None
+    }
+    regions: dict[int, PairedLoss] = {}
+    for s in sets:
+        if s.name == GUARDED and s.regions is not None:
+            old, new = per_row[s.name]
+            for region in np.unique(s.regions):
+                rows = s.regions == region
+                regions[int(region)] = PairedLoss.of(old[rows], new[rows])
     return PairedSets(
-        sets={s.name: pair(s) for s in sets if s.name in ("recent_holdout", GUARDED)},
-        groups={s.group: pair(s) for s in sets if s.group is not None},
+        sets={s.name: PairedLoss.of(*per_row[s.name]) for s in sets if s.name in paired_names},
+        groups={s.group: PairedLoss.of(*per_row[s.name]) for s in sets if s.group is not None},
+        regions=regions,
     )
 
 

@@ -6,9 +6,13 @@ Rules (`correctors.validation.rules`), every one recorded in the verdict with it
    `min_improvement`, the paired test on those same rows (McNemar / paired t) says the gain is
    real at `paired_alpha`, and it beats the no-skill answer (the holdout's majority class, or
    its median for regression): a candidate merely less wrong than a broken champion is no fix.
-3. No forgetting: on reference holdout rows that still hold (outside the shifted region), the
-   candidate loses at most `forgetting_tolerance` accuracy against the champion, or the
-   paired test on those rows does not find the loss real at `paired_alpha`.
+3. No forgetting: on the reference holdout rows that stay guarded (all but those beside recent
+   rows in regions where recent labels differ significantly: `correctors.validation.regions`),
+   the candidate loses at most `forgetting_tolerance` against the champion, or the paired test
+   on those rows does not find the loss real at `paired_alpha`; a failure names the region
+   that lost most. The full reference holdout is reported too: a real loss there while more
+   than `review_excluded_share` of it left the guard, with recent rows reaching less than
+   `review_reached_share` of it, asks for a person (never auto-swapped).
 4. Groups: no group regresses, no attribute's gap widens, and for a bias incident its gap
    narrows (not judged, and failed, when the attribute has too few rows per group).
 """
@@ -26,6 +30,7 @@ from correctors.validation.rules import (
     GUARDED,
     Compared,
     flagged_rule,
+    full_reference_rule,
     group_rules,
     guard_rule,
     no_skill_rule,
@@ -50,12 +55,14 @@ __all__ = ["GUARDED", "EvalSet", "Verdict", "evaluate", "headline", "judge", "no
 
 @dataclass
 class EvalSet:
-    """An encoded, labelled evaluation set (y holds class indices); `group` for a group's rows."""
+    """An encoded, labelled evaluation set (y holds class indices); `group` for a group's rows;
+    `regions`, per row, the region of the input space it lies in (the guarded reference)."""
 
     name: str
     x: np.ndarray
     y: np.ndarray
     group: GroupKey | None = None
+    regions: np.ndarray | None = None
 
 
 def score(proba: ProbaFn, data: EvalSet, task: str = "classification") -> float | None:
@@ -109,7 +116,13 @@ def judge(
         group_rows or {},
         focus,
     )
-    present = [present_rule(c), no_skill_rule(c), guard_rule(c), flagged_rule(c)]
+    present = [
+        present_rule(c),
+        no_skill_rule(c),
+        guard_rule(c, shifted),
+        full_reference_rule(c, shifted),
+        flagged_rule(c),
+    ]
     rules: list[RuleResult] = [
         parity_rule(parity_max_abs_diff, settings),
         *(r for r in present if r is not None),
@@ -132,6 +145,10 @@ def _figures(c: Compared, parity_max_abs_diff: float, shifted: dict) -> dict:
             "group_gap_tolerance": s.group_gap_tolerance,
             "paired_alpha": s.paired_alpha,
             "bias_gap_rule": s.bias_gap_rule,
+            "shift_alpha": s.shift_alpha,
+            "shift_min_effect": s.shift_min_effect,
+            "review_excluded_share": s.review_excluded_share,
+            "review_reached_share": s.review_reached_share,
         },
         "holdout_rows": rows,
         **c.paired.figures(),

@@ -1,17 +1,14 @@
 """What the gate guards besides the headline: the groups of the recent holdout, and the
-reference outside the region the new data contradicts."""
+reference outside the regions where recent labels differ from it."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from correctors.models.champion import Champion
-from correctors.models.modeling import predict_outputs, predict_proba
 from correctors.settings import CorrectionConfig
-from correctors.training.shift import ShiftedRegion, find_shifted_region
-from correctors.training.worker import fine_tune_in_worker
 from correctors.validation.gate import EvalSet
+from correctors.validation.regions import RegionShift, region_shift
 from correctors.validation.scores import GROUP_MIN_ROWS, GroupKey
 
 
@@ -63,41 +60,26 @@ def group_sets(groups: dict[GroupKey, np.ndarray], x: np.ndarray, y: np.ndarray)
     ]
 
 
-def contradicted_region(
-    champion: Champion,
+def reference_shift(
+    task: str,
     x_ref: np.ndarray,
     y_ref: np.ndarray,
     x_recent: np.ndarray,
     y_recent: np.ndarray,
     settings: CorrectionConfig,
-):
-    """Compare the old truth (champion) with a recent truth (champion tuned on recent only,
-    to convergence like a candidate: a probe capped at 50 epochs still held the champion's
-    old beliefs where recent rows said otherwise on River's Mixed stream, "confirmed" old
-    labels there, and the guard rejected candidates that had learnt the new rule)."""
-    if champion.task == "regression":
-        return contradicted_values(champion, x_ref, x_recent, y_recent, settings)
-    recent_model = fine_tune_in_worker(champion.torch_model, x_recent, y_recent, settings).model
-    return find_shifted_region(
+) -> RegionShift:
+    """The reference rows that leave the no-forgetting guard: those beside recent labelled rows
+    in regions where recent labels differ significantly from the reference's there
+    (`correctors.validation.regions`). No model trained on the recent rows takes part."""
+    return region_shift(
+        x_ref,
         y_ref,
-        champion.onnx.proba_encoded(x_ref),
-        predict_proba(recent_model, x_ref),
-        confidence=settings.shift_confidence,
-        min_share=settings.shift_min_share,
+        x_recent,
+        y_recent,
+        "regression" if task == "regression" else "classification",
+        alpha=settings.shift_alpha,
+        min_effect=settings.shift_min_effect,
+        min_recent_rows=settings.shift_min_recent_rows,
+        min_reference_rows=settings.shift_min_reference_rows,
+        seed=settings.seed,
     )
-
-
-def contradicted_values(champion, x_ref, x_recent, y_recent, settings) -> ShiftedRegion:
-    """Regression: reference rows where a model tuned on recent labels alone and the champion
-    disagree by more than twice the reference MAE: there the recent truth contradicts the old."""
-    recent_model = fine_tune_in_worker(champion.torch_model, x_recent, y_recent, settings).model
-    old = champion.onnx.proba_encoded(x_ref)[:, 0]
-    new = predict_outputs(recent_model, x_ref, "regression")[:, 0]
-    mae = float(champion.card.get("baseline", {}).get("mae") or 0.5)
-    mask = np.abs(new - old) > 2 * mae
-    share = float(mask.mean()) if len(mask) else 0.0
-    if share < settings.shift_min_share:
-        note = f"{share:.1%} of reference rows contradicted: covariate shift only"
-        return ShiftedRegion(np.zeros(len(old), bool), int(mask.sum()), False, [note])
-    note = f"{share:.1%} of reference rows contradicted by recent labels (|Δ| > 2 × MAE {mae:.3f})"
-    return ShiftedRegion(mask, int(mask.sum()), True, [note])

@@ -24,13 +24,16 @@ class PairedLoss:
     var: float  # variance of that mean
     worse: int  # rows where the candidate's loss is higher (classification: it broke them)
     better: int  # rows where it is lower (classification: it fixed them)
+    champion_loss: float = 0.0  # the champion's mean loss on these rows (1 - accuracy, MAE)
 
     @classmethod
     def of(cls, champion_loss: np.ndarray, candidate_loss: np.ndarray) -> PairedLoss:
         d = np.asarray(candidate_loss, float) - np.asarray(champion_loss, float)
         n = len(d)
         var = float(d.var(ddof=1) / n) if n > 1 else float("inf")
-        return cls(n, float(d.mean()) if n else 0.0, var, int((d > 0).sum()), int((d < 0).sum()))
+        mean = float(d.mean()) if n else 0.0
+        base = float(np.mean(champion_loss)) if n else 0.0
+        return cls(n, mean, var, int((d > 0).sum()), int((d < 0).sum()), base)
 
     def p_worse(self, task: str) -> float:
         """One-sided p-value that the candidate is worse on these rows: McNemar's exact test
@@ -65,11 +68,12 @@ class PairedLoss:
 
 @dataclass(frozen=True)
 class PairedSets:
-    """Champion and candidate paired on the recent holdout, the guarded reference and each
-    judged group."""
+    """Champion and candidate paired on the recent holdout, the guarded and the full reference
+    holdout, each judged group, and each region of the guarded reference."""
 
     sets: dict[str, PairedLoss] = field(default_factory=dict)
     groups: dict[GroupKey, PairedLoss] = field(default_factory=dict)
+    regions: dict[int, PairedLoss] = field(default_factory=dict)  # the guarded rows, by region
 
     def figures(self) -> dict:
         """As stored in the verdict: `<set>_paired` and `groups_paired` by group name."""

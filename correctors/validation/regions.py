@@ -6,14 +6,16 @@ Regions: the leaves of a tree grown on one random half of the reference (its inp
 labels). A node is split at the threshold that best separates the reference's labels (Gini for
 classes, squared error for targets); a node whose labels give no gain is split at the median of
 the input it is widest in (relative to that input's spread overall), so regions stay small
-whatever the labels do. Nodes split down to `region_rows` grow-half rows a side, and on down to a
-quarter of that where recent rows are dense (at least 6 × `min_recent_rows` in the node: their
+whatever the labels do. Nodes split down to `region_rows` grow-half rows a side, and on down to
+half of that where recent rows are dense (at least 6 × `min_recent_rows` in the node: their
 inputs decide how fine, never their labels), so a region that recent traffic fills is small
-enough that a change confined to part of it is not diluted by the rest. Why these regions compare
-like with like: a leaf is where the old rule is (nearly) constant, so recent rows that sit in one
-corner of it meet the same old label rate there. A per-row k-NN vote failed exactly there (a
-reference row's recent neighbours lean toward the shifted mass); here the neighbours run the
-other way, from each recent row to the reference, inside one region.
+enough that a change confined to part of it is not diluted by the rest. (A quarter was tried:
+on the demo's stream most of the flipped reference rows still guarded then sat in regions of
+7–13 rows, too few to test; at a half, 119 instead of 294 of its 823 flipped rows stay guarded.)
+Why these regions compare like with like: a leaf is where the old rule is (nearly) constant,
+so recent rows that sit in one corner of it meet the same old rule there. A per-row k-NN vote
+failed exactly there (a reference row's recent neighbours lean toward the shifted mass); here
+the neighbours run the other way, from each recent row to the reference, inside one region.
 
 The overlap. Within a region the test compares the recent rows with the test-half reference rows
 among the NEIGHBOURS nearest of some recent row: the reference where the two sides overlap, not
@@ -26,18 +28,23 @@ Honesty: the leaves are chosen on one half of the reference and tested on the ot
 picked to make the grow half pure would make its rates look purer than fresh rows of the same
 rule, and regions would "differ" for nothing.
 
-Tests. Classification: Fisher's exact test of the share of the region's majority (grow-half)
-class in the overlap against the recent rows. Regression: Welch's t-test of the residuals. A
-region is tested only with at least `min_recent_rows` recent rows and `min_reference_rows` rows
-in its overlap; the others stay guarded (recent traffic does not reach them, or too thinly to
-tell). The tested regions' p-values are corrected with Benjamini–Hochberg by default: when
-nothing changed it bounds the chance of any exclusion by `alpha` (as Holm does), and when the
-rule changed in many regions it keeps the power to exclude them all, where Holm's family-wise
-bound would leave contradicted rows in the guard and reject candidates that learnt the new rule.
-`correction="holm"` gives the stricter bound. A region differs when its adjusted p is below
-`alpha` and the difference is at least `min_effect` (a rate difference; for regression, a
-residual shift in standard deviations of the reference target), so a many-row region does not
-leave the guard for a negligible difference.
+Tests. Classification: Fisher's exact test of how often labels agree with the OLD RULE — the
+majority label of a row's 5 nearest grow-half reference rows — in the overlap's test-half rows
+against the recent rows; a region differs only where recent labels agree less. Agreement, not
+a class rate: where the rule flips inside a region that straddles the old boundary, the class
+rate can stay put (on the demo's stream 0.59 → 0.66) while agreement falls (0.59 → 0.32).
+The old rule is made from the reference alone, and only rows it was not made from are scored.
+Regression: Welch's t-test of the residuals. A region is tested only with at least
+`min_recent_rows` recent rows and `min_reference_rows` rows in its overlap; the others stay
+guarded (recent traffic does not reach them, or too thinly to tell). The tested regions'
+p-values are corrected with Benjamini–Hochberg by default: when nothing changed it bounds the
+chance of any exclusion by `alpha` (as Holm does), and when the rule changed in many regions it
+keeps the power to exclude them all, where Holm's family-wise bound would leave contradicted
+rows in the guard and reject candidates that learnt the new rule. `correction="holm"` gives the
+stricter bound. A region differs when its adjusted p is below `alpha` and the difference is at
+least `min_effect` (a rate difference; for regression, a residual shift in standard deviations
+of the reference target), so a many-row region does not leave the guard for a negligible
+difference.
 
 What leaves. In a region that differs, the reference rows no farther from the nearest recent row
 than the widest gap between a recent row and its nearest other recent row: all of a region that
@@ -47,7 +54,7 @@ that test alike stay guarded. Measured on River's streams (3 seeds, refine=3 aga
 excluded for nothing fall (SINE1 → SINE2: 3–5 % of the unchanged rows instead of 11–12 %;
 FriedmanDrift's local change: 10–13 % of the far rows instead of 17–22 %), and so do the
 contradicted rows caught (labels reversed: 86–88 % instead of 93–95 %, because a half that
-straddles the old boundary keeps its class rate when every label flips). Off by default: a
+straddles the old boundary keeps its agreement rate low on both sides). Off by default: a
 change everywhere must leave the guard whole.
 """
 
@@ -57,6 +64,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from scipy import stats
 from scipy.special import gammaln
 
@@ -65,6 +73,8 @@ Correction = Literal["bh", "holm"]
 
 MAX_DEPTH = 24  # a safety bound: min_leaf stops the growth long before it
 NEIGHBOURS = 2  # test-half reference rows beside each recent row: the overlap a region tests
+OLD_RULE_K = 5  # grow-half reference rows whose majority label is the old rule at a point
+POOL_LEVELS = 1  # how far up the tree a thin region may be tested with its neighbours
 
 
 @dataclass(frozen=True)
@@ -77,13 +87,14 @@ class RegionRow:
     excluded_rows: int  # reference_near if excluded, else 0
     reference_sample: int  # test-half reference rows beside recent rows: the test's sample
     recent_rows: int
-    reference_value: float  # class rate (region's majority class) or mean target; nan if none
+    reference_value: float  # agreement with the old rule (classes) or mean target; nan if none
     recent_value: float
     p_value: float  # nan where untested
     adjusted_p: float  # nan where untested
     reached: bool  # at least min_recent_rows recent rows fall here
     tested: bool
     excluded: bool
+    pooled: bool = False  # excluded because a region holding it (and its neighbours) differs
 
     def as_dict(self) -> dict[str, Any]:
         return {k: _jsonable(v) for k, v in self.__dict__.items()}
@@ -103,6 +114,7 @@ class RegionShift:
     excluded_share: float  # of the reference
     reached_share: float  # of the reference, beside recent rows in regions they reach
     summary: str
+    region_of: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def excluded_regions(self) -> int:
@@ -164,6 +176,7 @@ def region_shift(
     bins: int = 32,
     seed: int = 0,
     refine: int = 0,
+    old_rule: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> RegionShift:
     """Exclude the reference rows of regions where recent labels differ significantly.
 
@@ -173,7 +186,7 @@ def region_shift(
     be reached and tested. min_reference_rows: test-half reference rows it needs in its overlap.
     region_rows: fewest grow-half reference rows a side of a split (default 1 % of the grow
     half, at least min_reference_rows); a quarter of that where recent rows are dense.
-    min_effect: smallest difference that excludes (class rate; or residual shift in standard
+    min_effect: smallest difference that excludes (agreement rate; or residual shift in standard
     deviations of the reference target). bins: quantile thresholds per input. seed: the split
     of the reference into its grow and test halves (the same seed gives the same answer).
     refine: how often a differing region may be halved to place the difference (0: the rows
@@ -193,17 +206,32 @@ def region_shift(
         raise ValueError("region_shift needs one label per input row on each side")
     grow, test = _halves(n_ref, seed)
     min_leaf = region_rows or max(min_reference_rows, len(grow) // 100)
-    growth = _Growth(min_leaf, max(min_reference_rows, min_leaf // 4), 3 * min_recent_rows, bins)
+    growth = _Growth(min_leaf, max(min_reference_rows, min_leaf // 2), 3 * min_recent_rows, bins)
     tree = _grow_tree(x_ref[grow], y_ref_t[grow], x_recent, task, growth)
     leaf_ref = _apply(tree, x_ref)
     leaf_recent = _apply(tree, x_recent)
     n_leaves = int(tree.leaf.max()) + 1
-    sides = _Sides(leaf_ref, y_ref_t, grow, test, leaf_recent, y_recent_t, n_leaves)
+    if old_rule is not None and task == "classification":
+        old_ref, old_recent = _codes_like(old_rule, y_ref, y_recent)
+    else:
+        old_ref, old_recent = _old_rule(x_ref, y_ref_t, grow, test, x_recent, task)
+    sides = _Sides(
+        leaf_ref, y_ref_t, grow, test, leaf_recent, y_recent_t, n_leaves, old_ref, old_recent
+    )
     in_test = np.zeros(n_ref, dtype=bool)
     in_test[test] = True
     scale = float(np.std(y_ref_t)) if task == "regression" else 1.0
     data = _Data(
-        sides, x_ref, x_recent, in_test, task, min_recent_rows, min_reference_rows, scale, refine
+        sides,
+        x_ref,
+        x_recent,
+        in_test,
+        task,
+        min_recent_rows,
+        min_reference_rows,
+        scale,
+        refine,
+        tree,
     )
     return _decide(_test_regions(data), data, alpha, min_effect, correction)
 
@@ -226,6 +254,20 @@ def _targets(y_ref: Any, y_recent: Any, task: Task) -> tuple[np.ndarray, np.ndar
         return y_ref.astype(np.float64), y_recent.astype(np.float64)
     _, codes = np.unique(np.concatenate([y_ref, y_recent]), return_inverse=True)
     return codes[: len(y_ref)], codes[len(y_ref) :]
+
+
+def _codes_like(
+    old_rule: tuple[np.ndarray, np.ndarray], y_ref: Any, y_recent: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """The old rule's labels as the class codes `_targets` gives the labels themselves."""
+    values = np.unique(np.concatenate([np.asarray(y_ref).ravel(), np.asarray(y_recent).ravel()]))
+    codes = []
+    for said in old_rule:
+        said = np.asarray(said).ravel()
+        at = np.clip(np.searchsorted(values, said), 0, max(len(values) - 1, 0))
+        known = len(values) > 0 and values[at] == said if len(said) else np.zeros(0, bool)
+        codes.append(np.where(known, at, -1))
+    return codes[0], codes[1]
 
 
 def _halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -395,6 +437,8 @@ class _Sides:
     leaf_recent: np.ndarray
     y_recent: np.ndarray
     n_leaves: int
+    old_ref: np.ndarray  # classes: the old rule's label per reference row (k nearest grow rows)
+    old_recent: np.ndarray  # ... and per recent row
 
 
 @dataclass(frozen=True)
@@ -412,6 +456,7 @@ class _Tested:
     near: np.ndarray  # reference rows beside the region's recent rows
     rows: np.ndarray  # the region's reference rows
     recent: np.ndarray  # the region's recent rows
+    test: np.ndarray  # the test-half reference rows its test reads (the overlap, when reached)
 
 
 @dataclass(frozen=True)
@@ -427,6 +472,7 @@ class _Data:
     min_reference: int
     scale: float  # regression: the reference target's standard deviation
     refine: int  # how often a differing region may be halved to place the difference
+    tree: _Tree | None = None
 
 
 def _test_regions(data: _Data) -> list[_Tested]:
@@ -451,7 +497,7 @@ def _test_rows(data: _Data, region: int, rows: np.ndarray, recent: np.ndarray) -
         ref_v, rec_v, p, eff = _value_test(data.sides, data.x_ref, data.x_recent, parts, tested)
         eff = eff / data.scale if data.scale > 0 else eff
     tally = (len(rows), len(test), len(recent))
-    return _Tested(region, *tally, ref_v, rec_v, p, eff, reached, tested, near, rows, recent)
+    return _Tested(region, *tally, ref_v, rec_v, p, eff, reached, tested, near, rows, recent, test)
 
 
 def _localise(
@@ -530,22 +576,62 @@ def _rows_by_leaf(leaf: np.ndarray, n_leaves: int) -> list[np.ndarray]:
     return [order[bounds[i] : bounds[i + 1]] for i in range(n_leaves)]
 
 
+def _old_rule(
+    x_ref: np.ndarray,
+    y_ref: np.ndarray,
+    grow: np.ndarray,
+    test: np.ndarray,
+    x_recent: np.ndarray,
+    task: Task,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Classes: the label the old rule gives each test-half reference row (-1 elsewhere) and
+    each recent row: the majority of its OLD_RULE_K nearest grow-half reference rows, so no
+    row is scored against a rule it helped to make. Regression: unused, empty."""
+    if task == "regression" or len(grow) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    old_ref = np.full(len(x_ref), -1, dtype=np.int64)
+    old_ref[test] = _knn_vote(x_ref[grow], y_ref[grow], x_ref[test])
+    return old_ref, _knn_vote(x_ref[grow], y_ref[grow], x_recent)
+
+
+def _knn_vote(x: np.ndarray, y: np.ndarray, queries: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Majority label of each query's OLD_RULE_K nearest rows of x: brute force in float32
+    chunks with torch's matmul and top-k (with tens of inputs a k-d tree is no faster; this
+    is ~4× numpy's argpartition: 0.9 s for 15k queries against 10k rows of 20 inputs)."""
+    k = min(OLD_RULE_K, len(x))
+    n_classes = int(y.max(initial=0)) + 1
+    rows = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    norms = (rows * rows).sum(dim=1)[None, :]
+    labels = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    out = np.zeros(len(queries), dtype=np.int64)
+    with torch.no_grad():
+        for start in range(0, len(queries), chunk):
+            q = torch.from_numpy(np.ascontiguousarray(queries[start : start + chunk], np.float32))
+            d2 = torch.addmm(norms, q, rows.T, alpha=-2.0)  # + |q|², the same for every row
+            nearest = torch.topk(d2, k, dim=1, largest=False).indices
+            votes = torch.nn.functional.one_hot(labels[nearest], n_classes).sum(dim=1)
+            out[start : start + len(q)] = votes.argmax(dim=1).numpy()
+    return out
+
+
 def _class_test(
     s: _Sides, grow: np.ndarray, test: np.ndarray, recent: np.ndarray, tested: bool
 ) -> tuple[float, float, float, float]:
-    """The region's majority (grow-half) class: its rate in the test half vs the recent rows."""
-    pool = grow if len(grow) else test
-    if len(pool) == 0:
+    """How often labels agree with the old rule (`_old_rule`): the test-half reference rows
+    in the overlap against the recent rows. A rate of agreement, not of a class: where the
+    rule flips inside a region that straddles the old boundary, the class rate can stay put
+    while agreement falls from near 1 to near 0. The effect is the fall (a region where
+    recent labels agree more than the reference does has not changed against it)."""
+    if len(grow) + len(test) == 0:
         return np.nan, np.nan, np.nan, 0.0
-    majority = int(np.bincount(s.y_ref[pool]).argmax())
-    k_ref, n_ref = int((s.y_ref[test] == majority).sum()), len(test)
-    k_rec, n_rec = int((s.y_recent[recent] == majority).sum()), len(recent)
+    k_ref, n_ref = int((s.y_ref[test] == s.old_ref[test]).sum()), len(test)
+    k_rec, n_rec = int((s.y_recent[recent] == s.old_recent[recent]).sum()), len(recent)
     ref_v = k_ref / n_ref if n_ref else np.nan
     rec_v = k_rec / n_rec if n_rec else np.nan
     if not tested:
         return ref_v, rec_v, np.nan, 0.0
     p = fisher_p(k_ref, n_ref, k_rec, n_rec)
-    return ref_v, rec_v, p, abs(rec_v - ref_v)
+    return ref_v, rec_v, p, ref_v - rec_v
 
 
 def fisher_p(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
@@ -635,19 +721,26 @@ def _decide(
     mask = np.zeros(n_ref, dtype=bool)
     reached = np.zeros(n_ref, dtype=bool)
     table = []
+    alone = {
+        r.region
+        for r in rows
+        if r.tested and by_region[r.region] < alpha and r.effect >= min_effect
+    }
+    pooled = _pooled(rows, alone, data, alpha, min_effect, correction)
     for r in rows:
         adj = by_region.get(r.region, np.nan)
-        excluded = bool(r.tested and adj < alpha and r.effect >= min_effect)
+        excluded = r.region in alone or r.region in pooled
         leaving = r.near[:0]
-        if excluded:
+        if r.region in alone:
             leaving = np.intersect1d(_localise(data, r, alpha, min_effect), r.near)
+        elif excluded:
+            leaving = r.near
         mask[leaving] = True
         reached[r.near] |= r.reached
         values = (r.reference_value, r.recent_value, r.p_value, adj)
         counts = (r.reference_rows, len(r.near), len(leaving), r.reference_sample)
-        table.append(
-            RegionRow(r.region, *counts, r.recent_rows, *values, r.reached, r.tested, excluded)
-        )
+        flags = (r.reached, r.tested, excluded, r.region in pooled)
+        table.append(RegionRow(r.region, *counts, r.recent_rows, *values, *flags))
     result = RegionShift(
         mask,
         tuple(table),
@@ -659,8 +752,77 @@ def _decide(
         _share(mask),
         _share(reached),
         "",
+        data.sides.leaf_ref,
     )
     return _with_summary(result)
+
+
+def _pooled(
+    rows: list[_Tested],
+    alone: set[int],
+    data: _Data,
+    alpha: float,
+    min_effect: float,
+    correction: Correction,
+) -> set[int]:
+    """Reached regions too thin to show a change alone, shown with their neighbours: a region
+    whose own figures fall by at least `min_effect` but whose test did not (or could not) find
+    it leaves the guard when the region POOL_LEVELS nodes up the tree at most (its sibling
+    first, then its parent's) differs, pooled over the reached regions under it (their overlap
+    rows and recent rows), Benjamini–Hochberg over the pooled tests. Classification only."""
+    if data.tree is None or data.task != "classification":
+        return set()
+    by_leaf = {r.region: r for r in rows}
+    candidates = [r for r in rows if r.reached and r.region not in alone and _falls(r, min_effect)]
+    parents, under = _ancestry(data.tree)
+    family = sorted({node for r in candidates for node in parents[r.region]})
+    figures = [_pooled_test(data, [by_leaf[leaf] for leaf in under[node]]) for node in family]
+    adjusted = adjust_p(np.array([p for p, _ in figures]), correction)
+    differs = {
+        node
+        for node, (_, effect), adj in zip(family, figures, adjusted, strict=True)
+        if adj < alpha and effect >= min_effect
+    }
+    return {r.region for r in candidates if differs.intersection(parents[r.region])}
+
+
+def _falls(r: _Tested, min_effect: float) -> bool:
+    drop = r.reference_value - r.recent_value
+    return bool(np.isfinite(drop) and drop >= min_effect and r.reference_sample > 0)
+
+
+def _ancestry(tree: _Tree) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """Leaf → its POOL_LEVELS nearest ancestor nodes; node → every leaf under it."""
+    parent = np.full(len(tree.feature), -1, dtype=np.int64)
+    inner = np.flatnonzero(tree.feature >= 0)
+    parent[tree.left[inner]] = inner
+    parent[tree.right[inner]] = inner
+    parents: dict[int, list[int]] = {}
+    under: dict[int, list[int]] = {}
+    for node in np.flatnonzero(tree.leaf >= 0):
+        leaf, at = int(tree.leaf[node]), int(parent[node])
+        chain: list[int] = []
+        while at >= 0:
+            if len(chain) < POOL_LEVELS:
+                chain.append(at)
+            under.setdefault(at, []).append(leaf)
+            at = int(parent[at])
+        parents[leaf] = chain
+    return parents, under
+
+
+def _pooled_test(data: _Data, leaves: list[_Tested]) -> tuple[float, float]:
+    """Fisher's p and the fall in agreement over the reached regions among `leaves`."""
+    s = data.sides
+    reached = [r for r in leaves if r.reached]
+    test = np.concatenate([r.test for r in reached]) if reached else np.zeros(0, np.int64)
+    recent = np.concatenate([r.recent for r in reached]) if reached else np.zeros(0, np.int64)
+    if len(test) == 0 or len(recent) == 0:
+        return 1.0, 0.0
+    k_ref = int((s.y_ref[test] == s.old_ref[test]).sum())
+    k_rec = int((s.y_recent[recent] == s.old_recent[recent]).sum())
+    p = fisher_p(k_ref, len(test), k_rec, len(recent))
+    return p, k_ref / len(test) - k_rec / len(recent)
 
 
 def _share(mask: np.ndarray) -> float:
@@ -671,7 +833,17 @@ def _nothing_tested(
     n_ref: int, n_recent: int, task: Task, alpha: float, correction: Correction
 ) -> RegionShift:
     result = RegionShift(
-        np.zeros(n_ref, dtype=bool), (), task, alpha, correction, n_recent, 0, 0.0, 0.0, ""
+        np.zeros(n_ref, dtype=bool),
+        (),
+        task,
+        alpha,
+        correction,
+        n_recent,
+        0,
+        0.0,
+        0.0,
+        "",
+        np.zeros(n_ref, dtype=np.int64),
     )
     return _with_summary(result)
 
@@ -680,10 +852,12 @@ def _with_summary(r: RegionShift) -> RegionShift:
     """The plain-English line: what left the guard, on what evidence, and what stays."""
     n_ref = len(r.mask)
     what = "labels" if r.task == "classification" else "targets"
+    pooled = sum(x.pooled for x in r.regions)
+    beside = f" and {pooled} thinner ones beside them" if pooled else ""
     head = (
         f"excluded {r.excluded_rows:,} of {n_ref:,} reference rows ({r.excluded_share:.1%}) "
-        f"in {r.excluded_regions} of {r.tested_regions} tested regions where recent {what} "
-        f"differ (adjusted p < {r.alpha:g}; {r.recent_rows:,} recent rows)"
+        f"in {r.excluded_regions - pooled} of {r.tested_regions} tested regions where recent "
+        f"{what} differ{beside} (adjusted p < {r.alpha:g}; {r.recent_rows:,} recent rows)"
     )
     tail = (
         f"{1 - r.reached_share:.0%} of the reference lies where recent traffic does not reach "

@@ -14,7 +14,8 @@ from correctors.validation.paired import PairedSets, gap_change
 from correctors.validation.scores import GROUP_MIN_ROWS, GroupKey, Scores, gain
 from correctors.validation.verdict import Rule, RuleResult, RuleStatus
 
-GUARDED = "reference_guarded"  # the reference holdout outside the shifted region
+GUARDED = "reference_guarded"  # the reference holdout but the rows that left the guard
+FULL_REFERENCE = "reference_holdout"  # the whole reference holdout
 RECENT = "recent_holdout"
 PASSED, FAILED, NOT_JUDGED = RuleStatus.PASSED, RuleStatus.FAILED, RuleStatus.NOT_JUDGED
 
@@ -105,11 +106,12 @@ def no_skill_rule(c: Compared) -> RuleResult | None:
     return RuleResult(Rule.NO_SKILL, PASSED, message, figures)
 
 
-def guard_rule(c: Compared) -> RuleResult | None:
+def guard_rule(c: Compared, shifted: Mapping) -> RuleResult | None:
     """Rule 3: no forgetting where the old truth holds. A loss beyond `forgetting_tolerance`
     fails when the paired test on the guarded rows says it is real at `paired_alpha` (a few
-    rows of a small guarded set are noise, not forgetting). Without paired rows the loss's
-    size alone decides. None when no reference row is guarded."""
+    rows of a small guarded set are noise, not forgetting); the failure names the region that
+    lost most. Without paired rows the loss's size alone decides. None when no reference row
+    is guarded."""
     metric, settings = c.metric, c.settings
     champ, cand = c.champion.value(GUARDED), c.candidate.value(GUARDED)
     if champ is None or cand is None:
@@ -121,12 +123,84 @@ def guard_rule(c: Compared) -> RuleResult | None:
         p = pair.p_worse(c.task)
         paired = f"; paired: {pair.worse} worse, {pair.better} better, p={p:.2g}"
     said = f"{metric} {champ:.3f} -> {cand:.3f} on {rows} guarded rows{paired}"
-    figures = {"champion": champ, "candidate": cand, "rows": rows, "p": p}
+    figures: dict = {"champion": champ, "candidate": cand, "rows": rows, "p": p}
     lost = gain(champ, cand, metric) < -settings.forgetting_tolerance
     if lost and p < settings.paired_alpha:
-        message = f"forgets the reference: {said} (tolerance {settings.forgetting_tolerance})"
+        where, region = worst_region(c, shifted)
+        figures["worst_region"] = region
+        message = (
+            f"forgets the reference: {said} (tolerance {settings.forgetting_tolerance}){where}"
+        )
         return RuleResult(Rule.NO_FORGETTING, FAILED, message, figures)
     return RuleResult(Rule.NO_FORGETTING, PASSED, f"reference guard held: {said}", figures)
+
+
+def worst_region(c: Compared, shifted: Mapping) -> tuple[str, dict]:
+    """The guarded region where the candidate breaks most rows (net of those it fixes), in
+    words and figures; ("", {}) when no region's rows are known."""
+    if not c.paired.regions:
+        return "", {}
+    region, pair = max(c.paired.regions.items(), key=lambda kv: kv[1].worse - kv[1].better)
+    reached = {r.get("region") for r in shifted.get("regions", []) if isinstance(r, dict)}
+    where = str(shifted.get("where", {}).get(str(region), "")) or "anywhere"
+    champ = _score(pair.champion_loss, c.metric)
+    cand = _score(pair.champion_loss + pair.mean, c.metric)
+    reach = "recent rows reach it" if region in reached else "recent traffic does not reach it"
+    figures = {
+        "region": region,
+        "where": where,
+        "rows": pair.rows,
+        "champion": champ,
+        "candidate": cand,
+        "worse": pair.worse,
+        "better": pair.better,
+        "reached": region in reached,
+    }
+    said = (
+        f"; most in region {region} ({where}; {reach}): {c.metric} {champ:.3f} -> {cand:.3f} "
+        f"on its {pair.rows} guarded rows, {pair.worse} worse, {pair.better} better"
+    )
+    return said, figures
+
+
+def _score(loss: float, metric: str) -> float:
+    """A mean loss as the headline: accuracy is 1 - the 0/1 loss, MAE the loss itself."""
+    return loss if metric == "mae" else 1.0 - loss
+
+
+def full_reference_rule(c: Compared, shifted: Mapping) -> RuleResult | None:
+    """Rule 3, the whole picture: champion -> candidate on the full reference holdout. It never
+    fails the candidate (the guard decides forgetting), but a real loss there (beyond
+    `forgetting_tolerance`, paired p < `paired_alpha`) while more than `review_excluded_share`
+    of the holdout left the guard and recent rows reach less than `review_reached_share` of
+    the reference needs a person: the guard then measures too little of what the candidate
+    may break. When recent rows reach (nearly) all of it, the change was seen everywhere and
+    the exclusions rest on evidence everywhere."""
+    metric, s = c.metric, c.settings
+    champ, cand = c.champion.value(FULL_REFERENCE), c.candidate.value(FULL_REFERENCE)
+    if champ is None or cand is None:
+        return None
+    pair = c.paired.sets.get(FULL_REFERENCE)
+    rows = c.champion.rows(FULL_REFERENCE)
+    p = pair.p_worse(c.task) if pair is not None else 0.0
+    excluded = int(shifted.get("reference_excluded", 0))
+    share = excluded / rows if rows else 0.0
+    reached = float(shifted.get("reached_share", 0.0))
+    figures = {"champion": champ, "candidate": cand, "rows": rows, "p": p}
+    figures.update(excluded_rows=excluded, excluded_share=share, reached_share=reached)
+    said = (
+        f"{metric} {champ:.3f} -> {cand:.3f} on all {rows} reference holdout rows "
+        f"(paired p={p:.2g}); {excluded} of them ({share:.0%}) left the guard, recent rows "
+        f"reach {reached:.0%} of the reference"
+    )
+    lost = gain(champ, cand, metric) < -s.forgetting_tolerance and p < s.paired_alpha
+    if lost and share > s.review_excluded_share and reached < s.review_reached_share:
+        message = (
+            f"needs a person: loses on the full reference while over "
+            f"{s.review_excluded_share:.0%} of it left the guard: {said}"
+        )
+        return RuleResult(Rule.FULL_REFERENCE, RuleStatus.NEEDS_PERSON, message, figures)
+    return RuleResult(Rule.FULL_REFERENCE, PASSED, f"full reference: {said}", figures)
 
 
 def flagged_rule(c: Compared) -> RuleResult | None:
@@ -139,17 +213,22 @@ def flagged_rule(c: Compared) -> RuleResult | None:
     return RuleResult(Rule.FLAGGED_SLICE, RuleStatus.REPORTED, message, figures)
 
 
-def shifted_rule(shifted: dict) -> RuleResult:
-    """Reported, not gating: which reference rows the no-forgetting rule left out, and why."""
-    if shifted.get("concept_shift"):
+def shifted_rule(shifted: Mapping) -> RuleResult:
+    """Reported, not gating: which reference rows the no-forgetting rule left out, and why
+    (the regions' tests, with their sample sizes, are in the figures)."""
+    excluded = int(shifted.get("reference_excluded", 0))
+    rows = int(shifted.get("reference_holdout_rows", 0))
+    summary = str(shifted.get("summary", ""))
+    if excluded:
         message = (
-            f"excluded {shifted['reference_excluded']} reference holdout rows in the shifted "
-            "region (recent labels contradict them or do not confirm them) from the "
-            "no-forgetting check"
+            f"excluded {excluded} of {rows} reference holdout rows from the no-forgetting "
+            f"check: {summary}"
         )
     else:
-        message = "no concept shift found: the whole reference holdout was guarded"
-    figures = {"reference_excluded": shifted.get("reference_excluded", 0)}
+        message = f"the whole reference holdout ({rows} rows) was guarded: {summary}"
+    figures = {"reference_excluded": excluded, "reference_holdout_rows": rows}
+    kept = ("excluded_share", "reached_share", "tested_regions")
+    figures.update({k: shifted[k] for k in kept if k in shifted})
     return RuleResult(Rule.SHIFTED_REGION, RuleStatus.REPORTED, message, figures)
 
 

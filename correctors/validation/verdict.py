@@ -17,6 +17,7 @@ class Rule(StrEnum):
     PRESENT = "present"  # a real gain on the recent holdout
     NO_SKILL = "no_skill"  # better than the best constant answer there
     NO_FORGETTING = "no_forgetting"  # the guarded reference is kept
+    FULL_REFERENCE = "full_reference"  # the whole reference holdout: a person when much left
     GROUP_REGRESSES = "group_regresses"  # no group of the recent holdout loses for real
     GROUP_GAP = "group_gap"  # no attribute's gap widens for real
     BIAS_GAP = "bias_gap"  # the gap a bias incident is about narrows
@@ -32,6 +33,10 @@ class RuleStatus(StrEnum):
     FAILED = "failed"
     NOT_JUDGED = "not_judged"  # too little data to decide: a gating rule not judged fails
     REPORTED = "reported"  # a report-only rule's figures
+    NEEDS_PERSON = "needs_person"  # passes the gate, but not to be swapped without a person
+
+
+PASSING = frozenset({RuleStatus.PASSED, RuleStatus.NEEDS_PERSON})
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,7 @@ class RuleResult:
 
     @property
     def fails(self) -> bool:
-        return self.gating and self.status is not RuleStatus.PASSED
+        return self.gating and self.status not in PASSING
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,7 +99,7 @@ def stored_rules(verdict: dict | None) -> list[dict]:
 
 def failed_rule_names(verdict: dict | None) -> list[str]:
     """The gating rules a stored verdict failed or could not judge, by name."""
-    judged = (RuleStatus.PASSED, RuleStatus.REPORTED)
+    judged = (RuleStatus.PASSED, RuleStatus.REPORTED, RuleStatus.NEEDS_PERSON)
     return [
         str(r.get("rule"))
         for r in stored_rules(verdict)

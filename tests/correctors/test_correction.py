@@ -35,11 +35,36 @@ def test_concept_shift_candidate_is_validated_and_names_the_excluded_region(work
     tolerance = cfg.models[MODEL].correction.forgetting_tolerance
     assert ca["reference_guarded_accuracy"] >= ch["reference_guarded_accuracy"] - tolerance
     shifted = cand.verdict["shifted_region"]
-    assert shifted["concept_shift"] and shifted["reference_excluded"] > 50
+    assert shifted["concept_shift"] and shifted["reference_excluded"] > 50, shifted["summary"]
     assert any("excluded" in r for r in cand.verdict["reasons"])
     assert cand.verdict["parity_max_abs_diff"] < 1e-4
     card = registry.card(MODEL, cand.version)
     assert card["onnx_sha256"] == cand.onnx_sha256
+
+
+@pytest.mark.slow
+def test_a_candidate_forgetting_where_recent_traffic_does_not_reach_is_rejected(workdir, trained):
+    """Recent traffic covers only part of the input space (the demo's shifted customers: high
+    utilisation, low income); a candidate trained on those rows alone (no replay) forgets the
+    rest. The rows there stay guarded, the guard rejects it and names the region it broke most
+    with its rows, and the full reference figure is in the verdict."""
+    _, cfg, engine, registry = setup_model(workdir, trained[1])
+    store_traffic(engine, registry, 2000, SHIFTED, seed=26)
+    cand = correct(cfg, engine, registry, strategies=["fine_tune"], replay_ratio=0.0)
+    shifted = cand.verdict["shifted_region"]
+    assert shifted["reached_share"] < 0.6, shifted["summary"]  # only part of it is covered
+    assert cand.status == "rejected", cand.verdict["reasons"]
+    rules = {r["rule"]: r for r in cand.verdict["rules"]}
+    guard = rules["no_forgetting"]
+    assert guard["status"] == "failed", guard["message"]
+    worst = guard["figures"]["worst_region"]
+    assert worst["rows"] > 0 and worst["worse"] > worst["better"], worst
+    assert f"most in region {worst['region']} ({worst['where']};" in guard["message"]
+    assert f"on its {worst['rows']} guarded rows" in guard["message"]
+    full = rules["full_reference"]
+    holdout = cand.champion_metrics["reference_holdout_rows"]
+    assert f"on all {holdout} reference holdout rows" in full["message"]
+    assert full["figures"]["candidate"] < full["figures"]["champion"]
 
 
 @pytest.mark.slow

@@ -35,9 +35,9 @@ NEEDS_PERSON = "needs_person"
 
 
 def needs_person(verdict: dict | None) -> list[dict]:
-    """The rule results of a stored verdict that passed but ask for a person (rules whose
-    status is "needs_person"). No gate rule sets that status yet: the full-reference rule of
-    the region guard (issue 20) will; until then this returns [] for every stored verdict."""
+    """The rule results of a stored verdict that passed but ask for a person (status
+    "needs_person": today the full-reference rule, when the candidate loses on the whole
+    reference holdout while much of it left the guard)."""
     rules = (verdict or {}).get("rules", [])
     return [r for r in rules if isinstance(r, dict) and r.get("status") == NEEDS_PERSON]
 

@@ -4,7 +4,6 @@
 import numpy as np
 
 from correctors.settings import CorrectionConfig
-from correctors.training.shift import find_shifted_region
 from correctors.validation.gate import EvalSet, evaluate, judge, no_skill
 from correctors.validation.paired import PairedLoss, PairedSets
 from correctors.validation.scores import Scores
@@ -73,34 +72,6 @@ def test_no_skill_is_the_best_constant_answer():
     assert no_skill(values, "regression") == np.abs(values.y - 2.5).mean()
 
 
-def test_under_concept_shift_only_rows_the_present_confirms_stay_guarded():
-    rng = np.random.default_rng(4)
-    n = 1000
-    y = rng.integers(0, 2, n)
-    sure_old = np.where(y == 1, 0.95, 0.05)
-    champion = np.column_stack([1 - sure_old, sure_old])
-    # the recent model denies 80 % of the labels confidently and is unsure about 15 %
-    p_label = np.where(rng.random(n) < 0.8, 0.1, 0.5)
-    p_label[rng.random(n) < 0.05] = 0.9  # and confirms a few
-    recent = np.column_stack([p_label, p_label])
-    recent[np.arange(n), 1 - y] = 1 - p_label
-    region = find_shifted_region(y, champion, recent)
-    confirmed = p_label >= 0.6
-    assert region.concept_shift
-    assert np.array_equal(region.mask, ~confirmed)  # contradicted and unsure both excluded
-    assert region.contradicted == int((p_label <= 0.4).sum())
-    assert region.unconfirmed == int(((p_label > 0.4) & (p_label < 0.6)).sum()) > 0
-    assert "stays guarded" in region.notes[0]
-    # under a plain covariate shift (few contradictions) the whole reference stays guarded,
-    # unsure rows included
-    mild = np.full(n, 0.5)
-    mild[:20] = 0.1
-    recent = np.column_stack([mild, mild])
-    recent[np.arange(n), 1 - y] = 1 - mild
-    region = find_shifted_region(y, champion, recent)
-    assert not region.concept_shift and not region.mask.any()
-
-
 def test_forgetting_is_judged_paired_on_the_guarded_rows():
     from correctors.validation.rules import Compared, guard_rule
     from correctors.validation.verdict import RuleStatus
@@ -118,7 +89,7 @@ def test_forgetting_is_judged_paired_on_the_guarded_rows():
         compared = Compared(
             Scores.from_dict(figures), Scores.from_dict(cand), settings, "classification", paired
         )
-        result = guard_rule(compared)
+        result = guard_rule(compared, {})
         assert result is not None
         return result.status is RuleStatus.PASSED, [result.message]
 
@@ -134,3 +105,39 @@ def test_forgetting_is_judged_paired_on_the_guarded_rows():
     ok, reasons = run(champ, forgot)
     assert not ok and reasons[0].startswith("forgets the reference"), reasons
     assert "30 worse, 0 better" in reasons[0] and "on 600 guarded rows" in reasons[0]
+
+
+def test_the_full_reference_asks_for_a_person_when_the_guard_saw_too_little():
+    """A real loss on the whole reference holdout while much of it left the guard and recent
+    rows reach little of it: needs a person (passes the gate, never auto-swapped). The same
+    loss when recent rows reach nearly all of it (a rule changed everywhere, seen everywhere),
+    or when little left the guard, passes."""
+    from correctors.validation.rules import Compared, full_reference_rule
+    from correctors.validation.verdict import RuleResult, RuleStatus
+
+    settings = CorrectionConfig()
+    champ = np.ones(1000, bool)
+    champ[:100] = False
+    cand = champ.copy()
+    cand[200:300] = False  # 100 of 1000 rows lost: 0.9 -> 0.8, and real
+
+    def run(excluded: int, reached: float) -> RuleResult:
+        figures = {"reference_holdout_accuracy": 0.9, "reference_holdout_rows": 1000}
+        scores = {**figures, "reference_holdout_accuracy": 0.8}
+        paired = PairedSets(sets={"reference_holdout": PairedLoss.of(1.0 - champ, 1.0 - cand)})
+        compared = Compared(
+            Scores.from_dict(figures), Scores.from_dict(scores), settings, "classification", paired
+        )
+        shifted = {"reference_excluded": excluded, "reached_share": reached}
+        result = full_reference_rule(compared, shifted)
+        assert result is not None
+        return result
+
+    asks = run(excluded=450, reached=0.3)
+    assert asks.status is RuleStatus.NEEDS_PERSON and not asks.fails
+    assert asks.message.startswith("needs a person")
+    assert "0.900 -> 0.800 on all 1000 reference holdout rows" in asks.message
+    assert "450 of them (45%) left the guard" in asks.message
+    assert asks.figures["excluded_share"] == 0.45 and asks.figures["reached_share"] == 0.3
+    assert run(excluded=450, reached=0.95).status is RuleStatus.PASSED  # seen everywhere
+    assert run(excluded=100, reached=0.3).status is RuleStatus.PASSED  # the guard saw most

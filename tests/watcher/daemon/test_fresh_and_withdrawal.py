@@ -55,7 +55,7 @@ def test_fresh_rows_none_after_training_then_a_lasting_gain(workdir, trained):
 def test_a_verdict_that_needs_a_person_waits_even_in_auto_mode(workdir, trained):
     config, _, engine, registry, cand = trained_candidate(workdir, trained, "auto")
     asks = {
-        "rule": "no_forgetting",
+        "rule": "full_reference",
         "status": "needs_person",
         "message": "full reference accuracy 0.915 -> 0.712 with 46% excluded",
         "figures": {"full_reference_champion": 0.915, "full_reference_candidate": 0.712},
