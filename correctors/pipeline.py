@@ -16,7 +16,6 @@ from sqlalchemy import Engine
 from correctors.attempt import Attempt, EpochCallback, TrainingFailed
 from correctors.exporting import Outcome, Start, export_and_judge
 from correctors.kinds import adapter_for
-from correctors.kinds.probe import with_distilled_probe
 from correctors.models.champion import load_champion, load_reference
 from correctors.records import finish, open_candidate, settle
 from correctors.training.dataset import NothingToCorrect, prepare
@@ -74,9 +73,6 @@ def _start(registry: ModelRegistry, attempt: Attempt) -> Start:
     base = attempt.base_version
     champion = load_champion(registry, attempt.model, base) if base and base != parent else serving
     reference = load_reference(attempt.definition)
-    if champion.kind != "torch":  # the shift guard's stand-in for a module to tune
-        x_ref = champion.encoder.transform(reference)
-        champion = with_distilled_probe(champion, x_ref, attempt.settings)
     try:
         prepared = prepare(
             champion,
@@ -119,9 +115,8 @@ def _train_and_rank(
     the incident retries) and rank them by the gate."""
     try:
         champion = start.champion
-        model = champion.torch_model if champion.kind == "torch" else champion.native
         trained, failures = adapter_for(champion.kind).train(
-            model, start.prepared, attempt.settings, champion.task, on_epoch=on_epoch
+            champion.native, start.prepared, attempt.settings, champion.task, on_epoch=on_epoch
         )
     except FineTuneFailed as exc:
         finish(engine, attempt.model, candidate_id, CandidateStatus.FAILED, exc.reason)

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from sqlalchemy import Engine
 from torch import nn
 
@@ -24,7 +23,6 @@ from correctors.models.fitting import (
 from correctors.models.modeling import build_model, load_state_dict
 from correctors.models.runtime import OnnxModel
 from correctors.settings import ModelDefinition
-from correctors.zoo import mlp_classifier
 from storage.audit import record_event
 from storage.db import session_scope
 from storage.registry import ModelRegistry, RegistryError, sha256_file
@@ -32,16 +30,14 @@ from storage.registry import ModelRegistry, RegistryError, sha256_file
 
 @dataclass
 class Champion:
-    """The serving version: the model to correct (`native`, of its `kind`), ONNX session to
-    compare against. `torch_model` is the torch kind's module; for another kind, an untrained
-    MLP of the same inputs and outputs, which the shift guard trains on recent rows alone as
-    its model of the recent truth."""
+    """The serving version: the model to correct (`native`, of its `kind`: for torch the module,
+    also in `torch_model`), ONNX session to compare against."""
 
     version: str
     card: dict
     encoder: FeatureEncoder
     classes: list[str]
-    torch_model: nn.Module
+    torch_model: nn.Module | None
     onnx: OnnxModel
     kind: str = "torch"
     native: Any = None
@@ -68,19 +64,14 @@ def load_champion(registry: ModelRegistry, model: str, version: str) -> Champion
         torch_model = build_model(
             card["factory"], card["factory_kwargs"], state, python_path(registry, model, card)
         )
-        return Champion(version, card, onnx.encoder, onnx.classes, torch_model, onnx)
+        return Champion(
+            version, card, onnx.encoder, onnx.classes, torch_model, onnx, "torch", torch_model
+        )
     path = registry.version_dir(model, version) / card["model_file"]
     if sha256_file(path) != card.get("model_file_sha256"):
         raise RegistryError(f"{model}/{version}: {path.name} does not match its card's sha256")
     native = adapter_for(kind).load(path, card.get("trusted_types") or [])
-    probe = recent_truth_probe(onnx.encoder.width, max(1, len(onnx.classes)))
-    return Champion(version, card, onnx.encoder, onnx.classes, probe, onnx, kind, native)
-
-
-def recent_truth_probe(width: int, outputs: int, seed: int = 0) -> nn.Module:
-    """A small untrained MLP (seeded) for a non-torch champion's shift guard."""
-    torch.manual_seed(seed)
-    return mlp_classifier(width, outputs).eval()
+    return Champion(version, card, onnx.encoder, onnx.classes, None, onnx, kind, native)
 
 
 def python_path(registry: ModelRegistry, model: str, card: dict) -> list[str]:
