@@ -11,7 +11,10 @@ Strategies, each judged by the gate like the torch kind's:
   on the gate's holdout, then fitted on all of them;
 - **retrain**: the champion's estimator fitted on the recent rows plus the reference outside
   the region the recent labels contradict (left out when replay already took all of those:
-  it would be refit again).
+  it would be refit again);
+- **blend**: the champion and the tuned model's scores averaged, the new model weighing α
+  (0.9 to 0.6; the gate keeps the largest that passes), one ONNX graph
+  (`correctors.kinds.blend`).
 
 A setting is chosen on what the gate judges: the served probabilities' argmax, not `predict`
 (an SVC's Platt-calibrated probabilities disagree with its decision function on some rows; a
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from correctors.kinds.base import KindAdapter, KindLoadError, as_column, refuse_pickle, run_jobs
+from correctors.kinds.blend import BLEND_STEPS, blend
 from correctors.kinds.rows import Rows, champion_wrong, missing_classes, split, training_rows
 from correctors.kinds.search import REFERENCE_WEIGHTS, Tried, capped, choose, split_quality
 from correctors.models.fitting import label_text
@@ -144,7 +148,20 @@ class SklearnAdapter(KindAdapter):
         }
         if len(retrain) != len(recent):  # else replay took every eligible row: refit's rows
             jobs["retrain"] = lambda: self._fit(model, {}, retrain, n_classes)
-        return run_jobs(jobs, lambda fitted: self._outputs(fitted, task))
+        trained, failures = run_jobs(jobs, lambda fitted: self._outputs(fitted, task))
+        return trained + self._blends(model, trained, task, n_classes), failures
+
+    def _blends(
+        self, model: Any, trained: list[Trained], task: str, n_classes: int
+    ) -> list[Trained]:
+        """The champion blended with the tuned model (else the first trained), per α."""
+        base = next((t for t in trained if t.strategy == "tuned"), trained[0])
+        out = []
+        for alpha in BLEND_STEPS:
+            mixed = blend(model, base.model, alpha, task, n_classes)
+            summary = {"seconds": 0.0, "rows": base.summary.get("rows", 0), "of": base.label}
+            out.append(Trained("blend", mixed, summary, alpha, self._outputs(mixed, task)))
+        return out
 
     def _outputs(self, fitted: Any, task: str):
         return lambda x: self.scores(fitted, x, task)

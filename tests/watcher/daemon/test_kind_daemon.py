@@ -5,13 +5,12 @@ of the same kind validated by the gate with ONNX parity, the swap, the new versi
 
 import pytest
 
-from tests.correctors.kinds.test_kind_corrections import SVC_UNDER_ISSUE_20
 from watcher.demo.run import run_demo
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("model", [pytest.param("svc", marks=SVC_UNDER_ISSUE_20), "lightgbm"])
+@pytest.mark.parametrize("model", ["svc", "lightgbm"])
 def test_the_demo_loop_closes_with_a_non_torch_model(tmp_path, model):
     from rich.console import Console
 
