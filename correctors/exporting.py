@@ -9,10 +9,11 @@ from pathlib import Path
 import onnxruntime as ort
 
 from correctors.attempt import Attempt
+from correctors.kinds import adapter_for
 from correctors.models.champion import Champion, register_version
 from correctors.training.dataset import Prepared
 from correctors.validation.compare import Judge, Judged, judge_model
-from correctors.validation.export import onnx_session, parity
+from correctors.validation.export import onnx_session
 from correctors.validation.scores import Scores
 from correctors.validation.verdict import Verdict
 from storage.registry import ModelRegistry
@@ -66,10 +67,19 @@ def export_and_judge(
     onnx_path = register_version(
         registry, attempt.model, version, chosen.model, start.champion.encoder, card
     )
-    max_diff = parity(chosen.model, onnx_path, start.prepared.x_win[:PARITY_ROWS], judge.task)
+    adapter = adapter_for(start.champion.kind)
+    rows = start.prepared.x_win[:PARITY_ROWS]
+    checked = adapter.parity(chosen.model, onnx_path, rows, judge.task)
     served = onnx_session(onnx_path)
-    scores, verdict = judge_served(served, judge, max_diff)
+    scores, verdict = judge_served(served, judge, checked.gate_figure)
     verdict.notes.insert(0, f"strategy {chosen.label} chosen of {len(strategies)} tried")
+    if checked.label_mismatches:
+        verdict.notes.insert(
+            1,
+            f"ONNX parity: {checked.label_mismatches} of {checked.rows} rows get another class "
+            f"from the ONNX file than from the {start.champion.kind} model (max |Δ| "
+            f"{checked.max_abs_diff:.2e})",
+        )
     verdict.figures["strategies"] = strategies
     outcome = Outcome(
         version,
@@ -94,9 +104,14 @@ def judge_served(
 def _card(attempt: Attempt, start: Start, summary: dict, version: str) -> dict:
     champion = start.champion
     return {
-        "factory": champion.card["factory"],
-        "factory_kwargs": champion.card["factory_kwargs"],
-        **{k: champion.card[k] for k in ("encoding", "python_path") if k in champion.card},
+        "kind": champion.kind,
+        "factory": champion.card.get("factory"),
+        "factory_kwargs": champion.card.get("factory_kwargs", {}),
+        **{
+            k: champion.card[k]
+            for k in ("encoding", "python_path", "trusted_types")
+            if k in champion.card
+        },
         "encoder": champion.encoder.to_dict(),
         "classes": champion.classes,
         "task": champion.task,

@@ -15,10 +15,10 @@ from sqlalchemy import Engine
 
 from correctors.attempt import Attempt, EpochCallback, TrainingFailed
 from correctors.exporting import Outcome, Start, export_and_judge
+from correctors.kinds import adapter_for
 from correctors.models.champion import load_champion, load_reference
 from correctors.records import finish, open_candidate, settle, unused_version
 from correctors.training.dataset import NothingToCorrect, prepare
-from correctors.training.strategies import train_strategies
 from correctors.training.worker import FineTuneFailed
 from correctors.validation.compare import Judge, Judged, rank
 from correctors.validation.gate import evaluate
@@ -75,11 +75,12 @@ def _start(registry: ModelRegistry, attempt: Attempt) -> Start:
     serving = load_champion(registry, attempt.model, parent)
     base = attempt.base_version
     champion = load_champion(registry, attempt.model, base) if base and base != parent else serving
+    reference = load_reference(attempt.definition)
     try:
         prepared = prepare(
             champion,
             attempt.window,
-            load_reference(attempt.definition),
+            reference,
             list(attempt.drifted_columns),
             attempt.settings,
             flagged_ids=set(attempt.flagged_ids),
@@ -116,8 +117,9 @@ def _train_and_rank(
     """Stage 2: train every strategy (a dead worker fails the candidate, the daemon lives and
     the incident retries) and rank them by the gate."""
     try:
-        trained, failures = train_strategies(
-            start.champion.torch_model, start.prepared, attempt.settings, on_epoch=on_epoch
+        champion = start.champion
+        trained, failures = adapter_for(champion.kind).train(
+            champion.native, start.prepared, attempt.settings, champion.task, on_epoch=on_epoch
         )
     except FineTuneFailed as exc:
         finish(engine, attempt.model, candidate_id, CandidateStatus.FAILED, exc.reason)

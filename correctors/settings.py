@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Strategy = Literal["fine_tune", "interpolate", "retrain"]
 STRATEGY_NAMES: tuple[Strategy, ...] = ("fine_tune", "interpolate", "retrain")
+ModelKind = Literal["torch", "sklearn", "lightgbm", "xgboost"]
 
 
 class Strict(BaseModel):
@@ -131,6 +132,15 @@ class CorrectionConfig(Strict):
         "change everywhere, seen everywhere)",
     )
     parity_tolerance: float = Field(1e-4, gt=0)
+    flagged_weight: float = Field(
+        1.0,
+        ge=1,
+        description=(
+            "scikit-learn, LightGBM, XGBoost: sample weight of the recent training rows the "
+            "champion gets wrong (every other row weighs 1). On the demo's shift an SVC refit "
+            "with 2 lost 4 points on the guarded reference and failed the gate; with 1 it passed"
+        ),
+    )
     seed: int = 0
     trainable: list[str] | None = Field(
         None,
@@ -177,9 +187,23 @@ class CorrectionConfig(Strict):
 class ModelDefinition(Strict):
     """A model as the correctors see it: how to build it, encode it and what truth it learnt."""
 
-    factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    kind: ModelKind = Field(
+        "torch",
+        description=(
+            "torch: `factory` + a state dict; sklearn: a skops file; lightgbm: a booster's "
+            "native text model; xgboost: a booster's native JSON or UBJ file (`weights`)"
+        ),
+    )
+    factory: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     factory_kwargs: dict[str, Any] = Field(default_factory=dict)
     weights: Path | None = None
+    trusted_types: list[str] = Field(
+        default_factory=list,
+        description=(
+            "sklearn: types the skops file may hold beyond skops' own trusted set "
+            "(`skops.io.get_untrusted_types(file=…)` lists them); any other is refused"
+        ),
+    )
     task: Literal["classification", "regression"] = "classification"
     reference: Path
     label_column: str = "label"
@@ -235,6 +259,14 @@ class ModelDefinition(Strict):
         default_factory=list,
         description="folders put on `sys.path` before the factory's module is imported",
     )
+
+    @model_validator(mode="after")
+    def _kind(self):
+        if self.kind == "torch" and self.factory is None:
+            raise ValueError('factory is required for kind = "torch"')
+        if self.kind != "torch" and self.factory is not None:
+            raise ValueError(f'factory is for kind = "torch", not {self.kind!r}: drop it')
+        return self
 
     @model_validator(mode="after")
     def _has_features(self):

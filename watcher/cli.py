@@ -412,11 +412,17 @@ def demo(
     rate: float = typer.Option(400.0, help="Predictions per second."),
     timeout: float = typer.Option(180.0, help="Give up after this many seconds of shift."),
     mode: str = typer.Option("auto", help="Approval mode written into the demo config."),
+    model: str = typer.Option(
+        "mlp", help="The demo's model: mlp (torch), svc (scikit-learn), lightgbm or xgboost."
+    ),
 ) -> None:
     """The whole loop on embedded defaults: broker, SQLite, a built-in model."""
     from watcher.demo.run import run_demo
 
-    raise typer.Exit(run_demo(folder, rate=rate, timeout_s=timeout, mode=mode, console=console))
+    if model not in ("mlp", "svc", "lightgbm", "xgboost"):
+        raise typer.BadParameter("expected mlp, svc, lightgbm or xgboost", param_hint="--model")
+    code = run_demo(folder, rate=rate, timeout_s=timeout, mode=mode, console=console, model=model)
+    raise typer.Exit(code)
 
 
 def main() -> None:  # pragma: no cover - `python -m watcher.cli`

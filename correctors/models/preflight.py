@@ -2,7 +2,9 @@
 `warden config check --files` and at the start of `warden run`, in a second, naming the key
 and the fix, instead of minutes later inside the daemon with a traceback.
 
-The steps, each needing the one before: the `python_path` folders exist; the encoding can be
+A model of another kind (scikit-learn, LightGBM, XGBoost) is loaded from its file, never
+unpickled, and one encoded reference row goes through it (`correctors.kinds.fit`). For torch,
+the steps, each needing the one before: the `python_path` folders exist; the encoding can be
 fitted (reference readable, vocabularies valid); the factory's module imports; the factory
 builds the model with `factory_kwargs`; the weights load into it; one encoded reference row
 goes through it; its output has the width the task and classes need, and is finite.
@@ -14,6 +16,7 @@ import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -58,6 +61,8 @@ def check_model(name: str, definition: ModelDefinition, *, needs_weights: bool) 
         return [Problem(exc.key, str(exc), exc)]
     except ValueError as exc:  # the encoder refused the data (too many categories, …)
         return [Problem("reference", str(exc), exc)]
+    if definition.kind != "torch":
+        return _native_problems(definition, encoding, reference, needs_weights)
     model, problem = _build(name, definition)
     if problem is not None:
         return [problem]
@@ -75,9 +80,29 @@ def check_model(name: str, definition: ModelDefinition, *, needs_weights: bool) 
     return _finite_problems(model, encoding, x)
 
 
+def _native_problems(
+    definition: ModelDefinition,
+    encoding: ModelEncoding,
+    reference: pd.DataFrame,
+    needs_weights: bool,
+) -> list[Problem]:
+    """A scikit-learn, LightGBM or XGBoost file: loaded (never unpickled), then one encoded
+    reference row through it; inputs and classes must be the configured ones."""
+    from correctors.kinds.fit import load_configured
+
+    if definition.weights is None:
+        needed = "needed: the registry holds no version of this model yet"
+        return [Problem("weights", needed)] if needs_weights else []
+    try:
+        load_configured(definition, encoding, reference)
+    except ModelSetupError as exc:
+        return [Problem(exc.key, str(exc), exc)]
+    return []
+
+
 def _build(name: str, definition: ModelDefinition) -> tuple[nn.Module | None, Problem | None]:
     try:
-        factory = load_factory(definition.factory, definition.python_path)
+        factory = load_factory(definition.factory or "", definition.python_path)
     except FactoryImportError as exc:
         if exc.not_found:
             where = (

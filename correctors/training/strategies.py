@@ -17,7 +17,6 @@ import copy
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -25,25 +24,14 @@ from torch import nn
 
 from correctors.settings import CorrectionConfig
 from correctors.training.dataset import Prepared
+from correctors.training.trained import Trained
 from correctors.training.worker import FineTuneFailed, fine_tune_in_worker
+
+__all__ = ["Trained", "train_strategies"]
 
 STRATEGIES = ("fine_tune", "interpolate", "retrain")
 INTERPOLATION_STEPS = (0.8, 0.6, 0.4, 0.2)  # α = 1 is the fine-tuned model itself
 EpochCallback = Callable[[int, float, float], None]
-
-
-@dataclass
-class Trained:
-    """One strategy's model, with how it was made."""
-
-    strategy: str
-    model: nn.Module
-    summary: dict = field(default_factory=dict)
-    alpha: float | None = None  # interpolation only
-
-    @property
-    def label(self) -> str:
-        return self.strategy if self.alpha is None else f"{self.strategy} α={self.alpha:g}"
 
 
 def interpolate(champion: nn.Module, tuned: nn.Module, alpha: float) -> nn.Module:

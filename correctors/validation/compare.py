@@ -12,7 +12,7 @@ from torch import nn
 
 from correctors.models.modeling import predict_outputs
 from correctors.settings import CorrectionConfig
-from correctors.training.strategies import Trained
+from correctors.training.trained import Trained
 from correctors.validation.gate import GUARDED, EvalSet, Verdict, evaluate, judge
 from correctors.validation.paired import PairedLoss, PairedSets, losses
 from correctors.validation.rules import FULL_REFERENCE
@@ -103,15 +103,19 @@ def judge_model(outputs: OutputFn, j: Judge, parity_max_abs_diff: float) -> tupl
     return scores, verdict
 
 
-def _outputs(model: nn.Module, task: str) -> OutputFn:
+def _outputs(item: Trained, task: str) -> OutputFn:
+    """A torch module through `predict_outputs`; any other kind through its own scores."""
+    if item.outputs is not None:
+        return item.outputs
+    model: nn.Module = item.model
     return lambda x: predict_outputs(model, x, task)
 
 
 def rank(trained: list[Trained], j: Judge) -> list[Judged]:
-    """Every strategy judged in torch (ONNX parity is checked on the one exported)."""
+    """Every strategy judged on its own outputs (ONNX parity is checked on the one exported)."""
     judged = []
     for item in trained:
-        scores, verdict = judge_model(_outputs(item.model, j.task), j, 0.0)
+        scores, verdict = judge_model(_outputs(item, j.task), j, 0.0)
         judged.append(Judged(item, scores, verdict))
     interpolated = [x for x in judged if x.trained.alpha is not None]
     keep = max(

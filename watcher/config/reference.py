@@ -85,10 +85,13 @@ NOTES: dict[str, str] = {
     "alerts.webhook_timeout_s": "per request",
     "http.enabled": "serve /healthz, /readyz, /status and /metrics",
     "http.host": "address to bind",
-    "models.<name>.factory": "`package.module:function` returning the torch `nn.Module`",
+    "models.<name>.factory": "`package.module:function` returning the torch `nn.Module` "
+    '(required for kind = "torch", refused for the other kinds)',
     "models.<name>.factory_kwargs": "keyword arguments for the factory",
-    "models.<name>.weights": "state dict registered as the first version `v1` (loaded with "
-    "`torch.load(weights_only=True)`); needed while the registry holds no version of the model",
+    "models.<name>.weights": "the model file registered as the first version `v1`: a state "
+    "dict (loaded with `torch.load(weights_only=True)`), a skops file, a LightGBM text model or "
+    "an XGBoost JSON/UBJ file, by `kind`; never unpickled; needed while the registry holds no "
+    "version of the model",
     "models.<name>.task": "classification: one logit per class; regression: one output",
     "models.<name>.reference": "labelled reference set (CSV or Parquet), held out from training",
     "models.<name>.label_column": "the label's column in the reference set",
@@ -112,8 +115,8 @@ NOTES: dict[str, str] = {
     "out for early stopping",
     "models.<name>.correction.reference_holdout_fraction": "share of the reference kept out "
     "of replay for the no-forgetting check",
-    "models.<name>.correction.parity_tolerance": "largest torch vs onnxruntime difference "
-    "the gate accepts",
+    "models.<name>.correction.parity_tolerance": "largest native model vs onnxruntime "
+    "difference the gate accepts (a differing label fails however small)",
     "models.<name>.correction.seed": "seeds the splits, replay sampling and training",
     "models.<name>.approval.mode": "auto: a validated candidate is swapped in at once; "
     "manual: only the ids in `approved` are",
@@ -133,8 +136,9 @@ The config is one TOML file. Unknown keys are errors, and `warden config check F
 the offending key (`models.credit.checks.window: …`). Relative paths are relative to the
 config file's folder, as is a relative SQLite path in `storage.url`. A key left out takes its
 default; *required* keys have none. Every section may be left out, and a model needs
-`factory`, `reference` and at least one list of features. The running daemon re-reads the
-file when it changes; changes to `[kafka]` and `[storage]` take effect at the next start.
+`reference`, at least one list of features and, for a torch model, `factory`. The running
+daemon re-reads the file when it changes; changes to `[kafka]` and `[storage]` take effect at
+the next start.
 
 Model names (`<name>` below) must match `{NAME_PATTERN}`.
 """

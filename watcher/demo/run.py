@@ -69,9 +69,7 @@ kafka = true
 port = 0  # any free port; the daemon logs the address (9464 is the production default)
 
 [models.{model}]
-factory = "correctors.zoo:mlp_classifier"
-factory_kwargs = {{ n_inputs = {n_inputs}, n_classes = 2 }}
-weights = "initial-weights.pt"
+{model_lines}
 reference = "reference.csv"
 label_column = "label"
 numeric_features = {numeric}
@@ -174,15 +172,17 @@ def write_config(
     interval: float = 3,
     mode: str = "auto",
     group_id: str = "warden-demo",
+    model_lines: str | None = None,
 ) -> Path:
-    """The demo's config file (the tests write theirs the same way)."""
+    """The demo's config file (the tests write theirs the same way); `model_lines`: how the
+    first model is loaded (default: the built-in MLP's factory and `initial-weights.pt`)."""
     config = folder / "warden.toml"
     text = (
         CONFIG_TEMPLATE.format(
             config=config,
             bootstrap=bootstrap,
             model=MODEL,
-            n_inputs=n_inputs,
+            model_lines=model_lines or mlp_lines(n_inputs),
             numeric=NUMERIC,
             categorical=CATEGORICAL,
             interval=interval,
@@ -193,6 +193,14 @@ def write_config(
     )
     config.write_text(text)
     return config
+
+
+def mlp_lines(n_inputs: int) -> str:
+    return (
+        'factory = "correctors.zoo:mlp_classifier"\n'
+        f"factory_kwargs = {{ n_inputs = {n_inputs}, n_classes = 2 }}\n"
+        'weights = "initial-weights.pt"'
+    )
 
 
 def train_initial_model(folder: Path, console: Console) -> int:
@@ -223,6 +231,29 @@ def train_initial_model(folder: Path, console: Console) -> int:
         f"validation loss {min(result.val_loss):.3f}"
     )
     return encoding.width
+
+
+def train_kind_model(folder: Path, console: Console, model: str) -> tuple[int, str]:
+    """`train_initial_model` for another demo model (`svc`, `lightgbm`, `xgboost`, see
+    `watcher.demo.first_models`): the same rows and encoding; returns the input width and the
+    config lines that load it."""
+    from watcher.demo.first_models import train_first_model
+
+    generate(4000, NORMAL, seed=0).to_csv(folder / "reference.csv", index=False)
+    training = generate(4000, NORMAL, seed=100)
+    definition = ModelConfig(
+        factory="correctors.zoo:mlp_classifier",
+        reference=folder / "reference.csv",
+        numeric_features=NUMERIC,
+        categorical_features=CATEGORICAL,
+    )
+    encoding = warden_encoder(WardenConfig(models={MODEL: definition}), MODEL)
+    with console.status(f"training the demo's {model} on 4,000 generated rows…"):
+        began = time.perf_counter()
+        x, y = encoding.transform(training), encoding.targets(training)
+        lines = train_first_model(model, folder, x, y)
+    console.print(f"  trained {model} in {time.perf_counter() - began:.1f}s")
+    return encoding.width, lines
 
 
 NARRATIVE = {
@@ -272,8 +303,10 @@ def run_demo(
     timeout_s: float = 300.0,
     mode: str = "auto",
     console: Console | None = None,
+    model: str = "mlp",
 ) -> int:
-    """The whole loop; 0 once it closed (swapped, and better on shifted traffic), else 1."""
+    """The whole loop; 0 once it closed (swapped, and better on shifted traffic), else 1.
+    `model`: mlp (the built-in torch MLP), svc, lightgbm or xgboost."""
     console = console or Console()
     started = time.monotonic()
     folder = _fresh_folder(folder, console)
@@ -281,7 +314,7 @@ def run_demo(
     console.print(f"embedded Kafka-compatible broker (Tansu) on {broker.bootstrap}")
     daemon = None
     try:
-        config = _set_up(folder, broker.bootstrap, mode, console)
+        config = _set_up(folder, broker.bootstrap, mode, console, model)
         progress = Progress()
         daemon = Daemon(config, on_epoch=_epoch_printer(console, progress))
         with console.status("starting the daemon (registers v1, exports ONNX)…"):
@@ -309,10 +342,13 @@ def _fresh_folder(folder: Path, console: Console) -> Path:
     return folder
 
 
-def _set_up(folder: Path, bootstrap: str, mode: str, console: Console) -> Path:
+def _set_up(folder: Path, bootstrap: str, mode: str, console: Console, model: str) -> Path:
     """The first model, the config and the daemon's log file; returns the config's path."""
-    n_inputs = train_initial_model(folder, console)
-    config = write_config(folder, bootstrap, n_inputs, interval=3, mode=mode)
+    if model == "mlp":
+        n_inputs, lines = train_initial_model(folder, console), None
+    else:
+        n_inputs, lines = train_kind_model(folder, console, model)
+    config = write_config(folder, bootstrap, n_inputs, interval=3, mode=mode, model_lines=lines)
     log_file = (folder / "warden.log").open("w")
     logs.configure(json_lines=True, stream=log_file)
     console.print(f"config: {config}\ndaemon log (JSON lines): {folder / 'warden.log'}")

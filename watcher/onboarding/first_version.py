@@ -90,10 +90,19 @@ def init_model(
     if name not in cfg.models:
         raise ConfigError(f"no models.{name} (have: {', '.join(cfg.models) or 'none'})")
     definition = cfg.models[name]
+    if definition.kind != "torch":
+        from correctors.kinds import adapter_for
+
+        hint = adapter_for(definition.kind).save_hint
+        raise ConfigError(
+            f"models.{name}.kind: `warden model init` trains torch factories; train the "
+            f"{definition.kind} model on `warden_encoder(config, {name!r})` with its own "
+            f"framework and save it with {hint}"
+        )
     reference = load_reference(definition)
     encoding = model_encoding(definition, reference=reference)
     frame = read_frame(training, definition, "--train")
-    factory = load_factory(definition.factory, definition.python_path)
+    factory = load_factory(definition.factory or "", definition.python_path)
     try:
         kwargs = sized_kwargs(
             factory, definition.factory_kwargs, encoding.width, encoding.outputs, encoding.task
@@ -101,7 +110,7 @@ def init_model(
     except ConfigError as exc:
         raise ConfigError(f"models.{name}.{exc}") from exc
     result = train_first_version(
-        lambda: build_model(definition.factory, kwargs, None, definition.python_path),
+        lambda: build_model(definition.factory or "", kwargs, None, definition.python_path),
         encoding.transform(frame),
         encoding.targets(frame),
         epochs=epochs,
