@@ -80,8 +80,8 @@ class CorrectionConfig(Strict):
     forgetting_tolerance: float = Field(
         0.02,
         ge=0,
-        description="loss allowed on the guarded reference (beyond it, a loss fails when "
-        "the paired test finds it real at paired_alpha)",
+        description="loss allowed on the guarded reference, counted over the whole reference "
+        "holdout (beyond it, a loss fails when the paired test finds it real at paired_alpha)",
     )
     group_gap_tolerance: float = Field(
         0.03, ge=0, description="per-group accuracy loss, and gap widening, the gate allows"
