@@ -77,6 +77,7 @@ Correction = Literal["bh", "holm"]
 MAX_DEPTH = 24  # a safety bound: min_leaf stops the growth long before it
 NEIGHBOURS = 2  # test-half reference rows beside each recent row: the overlap a region tests
 OLD_RULE_K = 5  # grow-half reference rows whose majority label is the old rule at a point
+MIN_REGIONS = 8  # however few the recent rows: one region of everything would exclude it all
 POOL_LEVELS = 1  # how far up the tree a thin region may be tested with its neighbours
 
 
@@ -263,9 +264,11 @@ def _region_rows(n_grow: int, n_recent: int, min_reference: int, min_recent: int
     rows spread like the reference would put 3 × `min_recent_rows` in each (few recent rows
     and many small regions leave most regions unreached: 840 recent rows over regions of 1 %
     reached 61 % of the demo's reference, and the rows a correct candidate changes there
-    stayed guarded). Dense recent rows split their regions finer (`_Growth`)."""
+    stayed guarded), but never fewer than MIN_REGIONS regions: on 40 recent rows one region
+    held the whole reference, and its rows all left the guard. Dense recent rows split their
+    regions finer (`_Growth`)."""
     spread = -(-n_grow * 3 * min_recent // max(n_recent, 1))  # ceiling division
-    return max(min_reference, n_grow // 100, min(spread, n_grow))
+    return max(min_reference, n_grow // 100, min(spread, n_grow // MIN_REGIONS))
 
 
 def _halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -470,3 +470,17 @@ def test_runtime_20k_reference_5k_recent_20_inputs():
     start = time.perf_counter()
     region_shift(x[:N_REF], y[:N_REF], x[N_REF:], y[N_REF:], "classification")
     assert time.perf_counter() - start < 3.0
+
+
+def test_few_recent_rows_in_one_corner_leave_the_rest_guarded():
+    """40 recent rows, all in one corner (x1 < 2.5) and all with reversed labels: regions grow
+    with few recent rows, but hold an eighth of the reference at most, so the rows far from
+    that corner stay guarded (one region of everything once excluded all of it)."""
+    x_ref, y_ref = sea(0, 1, 4_000)
+    x_rec, y_rec = sea(0, 2, 4_000)
+    corner = x_rec[:, 0] < 2.5
+    x_rec, y_rec = x_rec[corner][:40], 1 - y_rec[corner][:40]
+    result = region_shift(x_ref, y_ref, x_rec, y_rec, "classification", min_reference_rows=3)
+    assert len(result.regions) >= 4  # regions of an eighth at most (splits land where they can)
+    far = x_ref[:, 0] > 5.0
+    assert result.mask[far].mean() <= 0.05, result.summary
