@@ -68,12 +68,11 @@ def candidates(engine) -> list[Candidate]:
 
 @pytest.mark.slow
 def test_an_attempt_short_of_post_change_labels_fails_and_a_later_one_succeeds(workdir, trained):
-    # the bar: beat the champion by 0.45 on the rows since the change; 150 rows of the new
-    # concept are too few to learn it that well, 1,150 are enough (450 were, before the guard
-    # kept the reference rows those few recent rows do not reach: a candidate must now learn
-    # the new rule where it is seen without carrying it where it is not)
+    # the bar: beat the champion by 0.5 on the rows since the change; 150 rows of the new
+    # concept are too few to learn it that well, 1,150 are enough (with issue 20's guard,
+    # counted over the whole reference, retrain reached a 0.45 bar on 150 rows already)
     config, engine, registry, daemon = daemon_after_normal_traffic(
-        workdir, trained, 71, min_improvement=0.45
+        workdir, trained, 71, min_improvement=0.5
     )
     store_traffic(engine, registry, 150, SHIFTED, seed=72)
     daemon.check_model(MODEL)
