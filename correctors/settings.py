@@ -118,7 +118,7 @@ class CorrectionConfig(Strict):
         3, gt=1, description="reference rows beside them a region needs to be tested"
     )
     review_excluded_share: float = Field(
-        0.5,
+        0.6,
         gt=0,
         le=1,
         description="a candidate that loses on the full reference while more than this share "

@@ -194,7 +194,7 @@ def ramp(n: int, seed: int):
 
 @pytest.mark.slow
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,  # the rows an attempt sees depend on when it runs
     reason=GAP + "on 700 ramp rows the regions are coarse: over half of the reference leaves "
     "the guard, recent rows reach 88 % of it, and the first candidate waits for a person",
 )

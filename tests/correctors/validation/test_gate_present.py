@@ -134,13 +134,13 @@ def test_the_full_reference_asks_for_a_person_when_the_guard_saw_too_little():
         assert result is not None
         return result
 
-    asks = run(excluded=550, reached=0.3)
+    asks = run(excluded=650, reached=0.3)
     assert asks.status is RuleStatus.NEEDS_PERSON and not asks.fails
     assert asks.message.startswith("needs a person")
     assert "0.900 -> 0.800 on all 1000 reference holdout rows" in asks.message
-    assert "550 of them (55%) left the guard" in asks.message
-    assert asks.figures["excluded_share"] == 0.55 and asks.figures["reached_share"] == 0.3
-    assert run(excluded=550, reached=0.95).status is RuleStatus.PASSED  # seen everywhere
+    assert "650 of them (65%) left the guard" in asks.message
+    assert asks.figures["excluded_share"] == 0.65 and asks.figures["reached_share"] == 0.3
+    assert run(excluded=650, reached=0.95).status is RuleStatus.PASSED  # seen everywhere
     assert run(excluded=100, reached=0.3).status is RuleStatus.PASSED  # the guard saw most
 
 
